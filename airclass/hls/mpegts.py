@@ -1,0 +1,83 @@
+"""Continuity counters across independently muxed MPEG-TS segments.
+
+Each segment is muxed by a fresh FFmpeg container, so every PID's 4-bit continuity_counter
+restarts at 0. A player that reads the segments as one byte stream (FFmpeg's HLS demuxer, many
+hardware players) takes the restart as packet loss. `TsContinuity` rewrites the counters so
+they carry on from the previous segment. `strip_pids` removes tables HLS does not need. Pure.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import numpy.typing as npt
+
+log = logging.getLogger(__name__)
+
+TS_PACKET_SIZE = 188
+SYNC_BYTE = 0x47
+PID_PAT = 0x0000
+PID_SDT = 0x0011
+PID_NULL = 0x1FFF
+
+
+class TsError(ValueError):
+    """Bytes that are not a whole number of 188-byte TS packets."""
+
+
+def _packets(data: bytes) -> npt.NDArray[np.uint8]:
+    """The packets as rows of a (n, 188) view of `data`."""
+    if len(data) % TS_PACKET_SIZE:
+        raise TsError(f"{len(data)} bytes is not a multiple of {TS_PACKET_SIZE}")
+    packets = np.frombuffer(data, dtype=np.uint8).reshape(-1, TS_PACKET_SIZE)
+    if not np.all(packets[:, 0] == SYNC_BYTE):
+        raise TsError("TS packet without sync byte")
+    return packets
+
+
+def _pids(packets: npt.NDArray[np.uint8]) -> npt.NDArray[np.int64]:
+    high = packets[:, 1].astype(np.int64) & 0x1F
+    return (high << 8) | packets[:, 2].astype(np.int64)
+
+
+def strip_pids(data: bytes, pids: frozenset[int] = frozenset({PID_SDT})) -> bytes:
+    """`data` without the packets of `pids` (by default FFmpeg's DVB SDT, which it writes
+    before the PAT and which HLS players ignore)."""
+    packets = _packets(data)
+    keep = ~np.isin(_pids(packets), np.fromiter(pids, dtype=np.int64, count=len(pids)))
+    return data if keep.all() else packets[keep].tobytes()
+
+
+class TsContinuity:
+    """Per-PID continuity state carried from one segment to the next.
+
+    Only packets with a payload advance the counter (ISO 13818-1 §2.4.3.3); a packet with only
+    an adaptation field repeats the counter of the PID's previous packet.
+    """
+
+    __slots__ = ("_last",)
+
+    def __init__(self) -> None:
+        self._last: dict[int, int] = {}
+
+    def last_counter(self, pid: int) -> int | None:
+        return self._last.get(pid)
+
+    def rewrite(self, data: bytes) -> bytes:
+        """Return `data` with counters continuing from the previous call's, per PID."""
+        if not data:
+            return data
+        packets = _packets(data).copy()
+        pids = _pids(packets)
+        has_payload = ((packets[:, 3] >> 4) & 1).astype(np.int64)
+        for pid in np.unique(pids).tolist():
+            if pid == PID_NULL:
+                continue
+            rows = np.flatnonzero(pids == pid)
+            # Counter after each packet = previous counter + payload packets so far.
+            base = self._last.get(pid, -1)
+            counters = base + np.cumsum(has_payload[rows])
+            packets[rows, 3] = (packets[rows, 3] & 0xF0) | (counters & 0x0F).astype(np.uint8)
+            self._last[pid] = int(counters[-1]) & 0x0F
+        return packets.tobytes()

@@ -1,0 +1,337 @@
+"""One stream path's HLS output: frames in (as the hub's MediaSink), playlist and segments out.
+
+Everything a viewer request needs is prepared when a segment is made: the playlist text, its
+gzip, the segment bytes. Serving is then a lookup of shared bytes, whatever the viewer count.
+Synchronous: the web layer turns `add_listener` callbacks into asyncio wake-ups.
+"""
+
+from __future__ import annotations
+
+import gzip
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+
+from airclass.hls.mpegts import TsContinuity, TsError
+from airclass.hls.muxer import MuxError, mux_segment
+from airclass.hls.playlist import TargetDuration, render_media_playlist
+from airclass.hls.ring import Segment, SegmentRing
+from airclass.hls.segmenter import PendingSegment, Segmenter
+from airclass.media.bitstream import AacInfo, AvcInfo, BitstreamError, parse_asc, parse_avcc
+from airclass.media.frames import AudioConfig, Frame, MediaEvent, VideoConfig
+
+log = logging.getLogger(__name__)
+
+PackagerState = Literal["waiting", "live", "ended"]
+Listener = Callable[[], None]
+
+
+@dataclass(frozen=True, slots=True)
+class PackagerConfig:
+    """Limits and timing of one stream's packaging."""
+
+    target_duration: float = 2.0
+    """Seconds; segments are cut at the first keyframe after this."""
+    ring_segments: int = 8
+    """Segments kept in memory and servable."""
+    playlist_segments: int = 6
+    """Segments listed in the playlist. The rest of the ring stays servable for players that
+    still hold an older playlist (RFC 8216 §6.2.2)."""
+    ring_bytes: int = 64 << 20
+    max_segment_bytes: int = 16 << 20
+    """Cap on one segment's media bytes; reaching it forces a cut."""
+    max_segment_duration: float = 15.0
+    """Cap on one segment's duration when no keyframe comes; reaching it forces a cut."""
+    max_timestamp_jump: float = 5.0
+    """Seconds of dts jump taken as a timestamp discontinuity."""
+    segment_uri: str = "{sequence}.ts"
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.playlist_segments <= self.ring_segments:
+            raise ValueError("need 1 <= playlist_segments <= ring_segments")
+
+
+class HlsPackager:
+    """Segmenter + muxer + ring + cached playlist for one stream path."""
+
+    def __init__(
+        self,
+        config: PackagerConfig | None = None,
+        now: Callable[[], float] = time.time,
+        *,
+        path: str = "",
+    ) -> None:
+        self.config = config = config or PackagerConfig()
+        self.path = path
+        self._now = now
+        self._segmenter = Segmenter(
+            config.target_duration,
+            max_bytes=config.max_segment_bytes,
+            max_duration=config.max_segment_duration,
+            max_jump=config.max_timestamp_jump,
+            name=path,
+        )
+        self._ring = SegmentRing(config.ring_segments, config.ring_bytes)
+        self._continuity = TsContinuity()
+        self._target = TargetDuration(config.target_duration)
+        self._listeners: list[Listener] = []
+        self._video: AvcInfo | None = None
+        self._audio: AacInfo | None = None
+        self._video_record: bytes | None = None
+        self._audio_record: bytes | None = None
+        self._force_discontinuity = False
+        self.publishing = False
+        self.ended_at: float | None = None
+        """Wall clock when the publisher stopped; None while live or before any publisher."""
+        self.video_codec: str | None = None
+        """RFC 6381 codec string of the latest video config, e.g. "avc1.64001f"."""
+        self.audio_codec: str | None = None
+        self.resolution: tuple[int, int] | None = None
+        self.bandwidth = 0
+        """Peak bits/s over the listed segments (for BANDWIDTH=)."""
+        self.average_bandwidth = 0
+        self.segments_made = 0
+        self.mux_errors = 0
+        self._unconfigured_frames = 0
+        self.playlist_bytes = b""
+        self.playlist_gzip = b""
+        self._render()
+
+    # -- what the web layer reads ------------------------------------------------------------
+
+    @property
+    def state(self) -> PackagerState:
+        if self.ended_at is not None:
+            return "ended"
+        return "live" if len(self._ring) else "waiting"
+
+    @property
+    def codecs(self) -> str:
+        """CODECS= value: the known codec strings joined by commas."""
+        return ",".join(c for c in (self.video_codec, self.audio_codec) if c)
+
+    @property
+    def dropped_frames(self) -> int:
+        """Frames not packaged: no usable config for their kind, before a first keyframe,
+        or larger than a segment may be."""
+        return self._unconfigured_frames + self._segmenter.dropped_frames
+
+    @property
+    def keyframe_interval(self) -> float | None:
+        """Seconds between the publisher's keyframes, once two were seen."""
+        return self._segmenter.keyframe_interval
+
+    @property
+    def target_duration(self) -> int:
+        return self._target.value
+
+    @property
+    def total_bytes(self) -> int:
+        """Bytes held in the segment ring."""
+        return self._ring.total_bytes
+
+    @property
+    def newest_sequence(self) -> int | None:
+        newest = self._ring.newest
+        return newest.sequence if newest is not None else None
+
+    def segment(self, sequence: int) -> Segment | None:
+        return self._ring.get(sequence)
+
+    def segments(self) -> list[Segment]:
+        """Every servable segment, oldest first."""
+        return list(self._ring)
+
+    def add_listener(self, listener: Listener) -> None:
+        """Call `listener()` after each new segment or state change."""
+        self._listeners.append(listener)
+
+    def remove_listener(self, listener: Listener) -> None:
+        if listener in self._listeners:
+            self._listeners.remove(listener)
+
+    # -- MediaSink ---------------------------------------------------------------------------
+
+    def on_publish_start(self) -> None:
+        log.info("stream %s: publisher started", self.path)
+        self.publishing = True
+        if len(self._ring) or self._segmenter.pending_frames:
+            self._emit(self._segmenter.flush())
+            self._segmenter.mark_discontinuity()
+            self._force_discontinuity = True
+        # A reconnecting publisher sends its configs again, maybe different ones.
+        self._video = self._audio = None
+        self._video_record = self._audio_record = None
+        self._segmenter.has_video = False
+        self.ended_at = None
+        self._render()
+        self._notify()
+
+    def on_event(self, event: MediaEvent) -> None:
+        if isinstance(event, Frame):
+            self._on_frame(event)
+        elif isinstance(event, VideoConfig):
+            self._on_video_config(event)
+        elif isinstance(event, AudioConfig):
+            self._on_audio_config(event)
+
+    def on_publish_stop(self) -> None:
+        self.pause()
+        self.end()
+
+    def pause(self) -> None:
+        """The publisher left: package what it sent, but keep the playlist open (no ENDLIST)
+        so that a reconnect continues it with a discontinuity."""
+        log.info("stream %s: publisher stopped", self.path)
+        self.publishing = False
+        if not self._emit(self._segmenter.flush()):
+            self._render()
+            self._notify()
+
+    def end(self) -> None:
+        """No publisher is coming back: close the playlist with #EXT-X-ENDLIST."""
+        if self.ended_at is not None:
+            return
+        self.ended_at = self._now()
+        self._render()
+        self._notify()
+
+    # -- relay -------------------------------------------------------------------------------
+
+    def append_segment(
+        self, segment: Segment, *, target_duration: int | None = None, ended: bool = False
+    ) -> None:
+        """Serve a segment made elsewhere (an edge relaying its origin), bytes and numbers
+        unchanged. `target_duration` adopts the origin's value; `ended` its ENDLIST.
+        Raises RingError if the segment cannot follow the newest one."""
+        self._ring.append(segment)
+        self._target.observe(segment.duration)
+        if target_duration is not None:
+            self._target.value = max(self._target.value, target_duration)
+        self.ended_at = (self.ended_at or self._now()) if ended else None
+        self.segments_made += 1
+        self._measure_bandwidth()
+        self._render()
+        self._notify()
+
+    # -- internals ---------------------------------------------------------------------------
+
+    def _on_video_config(self, config: VideoConfig) -> None:
+        if config.record == self._video_record:
+            return
+        if config.codec != "h264":
+            log.warning("stream %s: video codec %s is not packaged", self.path, config.codec)
+            return
+        try:
+            info = parse_avcc(config.record)
+        except BitstreamError as exc:
+            log.warning("stream %s: bad avcC record (%s); video ignored", self.path, exc)
+            return
+        self._config_changed(self._video_record is not None)
+        self._video, self._video_record = info, config.record
+        self._segmenter.has_video = True
+        self.video_codec = info.codec_string
+        self.resolution = (info.width, info.height)
+        log.info(
+            "stream %s: video %s %dx%d", self.path, info.codec_string, info.width, info.height
+        )
+
+    def _on_audio_config(self, config: AudioConfig) -> None:
+        if config.record == self._audio_record:
+            return
+        if config.codec != "aac":
+            log.warning("stream %s: audio codec %s is not packaged", self.path, config.codec)
+            return
+        try:
+            info = parse_asc(config.record)
+        except BitstreamError as exc:
+            log.warning("stream %s: bad AudioSpecificConfig (%s); audio ignored", self.path, exc)
+            return
+        self._config_changed(self._audio_record is not None)
+        self._audio, self._audio_record = info, config.record
+        self.audio_codec = info.codec_string
+        log.info(
+            "stream %s: audio %s %d Hz, %d channels",
+            self.path, info.codec_string, info.sample_rate, info.channels,
+        )
+
+    def _config_changed(self, replacing: bool) -> None:
+        """A new track or new codec parameters: frames muxed so far keep the old ones."""
+        if replacing or self._segmenter.pending_frames:
+            self._emit(self._segmenter.flush())
+            if len(self._ring):
+                self._segmenter.mark_discontinuity()
+                self._force_discontinuity = True
+
+    def _on_frame(self, frame: Frame) -> None:
+        if (self._video if frame.kind == "video" else self._audio) is None:
+            self._unconfigured_frames += 1
+            return
+        for pending in self._segmenter.push(frame, self._now()):
+            self._emit(pending)
+
+    def _emit(self, pending: PendingSegment | None) -> bool:
+        """Mux, store and announce a closed segment; False if there was none to add."""
+        if pending is None:
+            return False
+        try:
+            data = self._continuity.rewrite(mux_segment(pending.frames, self._video, self._audio))
+        except (MuxError, TsError) as exc:
+            self.mux_errors += 1
+            self._force_discontinuity = True
+            log.error("stream %s: dropping a segment that failed to mux: %s", self.path, exc)
+            return False
+        newest = self._ring.newest
+        discontinuity = newest is not None and (pending.discontinuity or self._force_discontinuity)
+        self._force_discontinuity = False
+        segment = Segment(
+            sequence=self._ring.next_sequence,
+            duration=pending.duration,
+            data=data,
+            program_date_time=pending.program_date_time,
+            discontinuity=discontinuity,
+            discontinuity_sequence=self._ring.next_discontinuity_sequence + int(discontinuity),
+        )
+        self._ring.append(segment)
+        self._target.observe(segment.duration)
+        self.segments_made += 1
+        self._measure_bandwidth()
+        log.debug(
+            "stream %s: segment %d, %.3f s, %d bytes%s", self.path, segment.sequence,
+            segment.duration, len(data), ", discontinuity" if discontinuity else "",
+        )
+        self._render()
+        self._notify()
+        return True
+
+    def _measure_bandwidth(self) -> None:
+        timed = [
+            s for s in self._ring.newest_segments(self.config.playlist_segments) if s.duration > 0
+        ]
+        if not timed:
+            return
+        # Short segments (a flush at a config change) give noisy rates: prefer full ones.
+        full = [s for s in timed if s.duration >= self.config.target_duration / 2] or timed
+        self.bandwidth = max(math.ceil(len(s.data) * 8 / s.duration) for s in full)
+        total_seconds = sum(s.duration for s in timed)
+        self.average_bandwidth = math.ceil(sum(len(s.data) for s in timed) * 8 / total_seconds)
+
+    def _render(self) -> None:
+        text = render_media_playlist(
+            self._ring.newest_segments(self.config.playlist_segments),
+            target_duration=self._target.value,
+            ended=self.ended_at is not None,
+            segment_uri=self.config.segment_uri,
+        )
+        self.playlist_bytes = text.encode()
+        self.playlist_gzip = gzip.compress(self.playlist_bytes, compresslevel=6, mtime=0)
+
+    def _notify(self) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener()
+            except Exception:
+                log.exception("stream %s: playlist listener failed", self.path)

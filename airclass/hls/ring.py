@@ -1,0 +1,130 @@
+"""The bounded window of finished segments a node serves. Pure.
+
+Segments carry their own sequence and discontinuity sequence numbers, so a ring filled by an
+edge relaying an origin's segments serves the same numbers (and the same playlist) as the
+origin. Sequence numbers in a ring are always consecutive, because a playlist can only say
+where its window starts: appending after a gap (a relay that missed segments) empties the ring
+first, and the playlist's media sequence jumps forward, which players handle like a window
+that slid further than usual.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import islice
+
+log = logging.getLogger(__name__)
+
+
+class RingError(ValueError):
+    """A segment that cannot follow the ring's newest one."""
+
+
+@dataclass(frozen=True, slots=True)
+class Segment:
+    """One finished MPEG-TS segment, shared read-only by every viewer."""
+
+    sequence: int
+    """Media sequence number."""
+    duration: float
+    """Seconds (EXTINF)."""
+    data: bytes
+    program_date_time: float
+    """Wall clock (epoch seconds) when its first frame reached the origin."""
+    discontinuity: bool
+    """An EXT-X-DISCONTINUITY tag precedes this segment."""
+    discontinuity_sequence: int
+    """Discontinuity tags from the start of the stream up to and including this segment's."""
+
+
+class SegmentRing:
+    """The newest segments, bounded by count and total bytes (the newest one always stays)."""
+
+    __slots__ = ("_by_sequence", "_segments", "max_bytes", "max_segments", "total_bytes")
+
+    def __init__(self, max_segments: int = 8, max_bytes: int = 64 << 20) -> None:
+        if max_segments < 1:
+            raise ValueError("max_segments must be at least 1")
+        self.max_segments = max_segments
+        self.max_bytes = max_bytes
+        self.total_bytes = 0
+        self._segments: deque[Segment] = deque()
+        self._by_sequence: dict[int, Segment] = {}
+
+    def __len__(self) -> int:
+        return len(self._segments)
+
+    def __iter__(self) -> Iterator[Segment]:
+        return iter(self._segments)
+
+    @property
+    def newest(self) -> Segment | None:
+        return self._segments[-1] if self._segments else None
+
+    @property
+    def next_sequence(self) -> int:
+        """The sequence number the next locally made segment gets."""
+        return self._segments[-1].sequence + 1 if self._segments else 0
+
+    @property
+    def next_discontinuity_sequence(self) -> int:
+        """Discontinuity sequence of a next segment that is not itself a discontinuity."""
+        return self._segments[-1].discontinuity_sequence if self._segments else 0
+
+    def get(self, sequence: int) -> Segment | None:
+        return self._by_sequence.get(sequence)
+
+    def newest_segments(self, count: int) -> list[Segment]:
+        """The `count` newest segments, oldest first (the playlist window)."""
+        skip = max(0, len(self._segments) - count)
+        return list(islice(self._segments, skip, None))
+
+    def append(self, segment: Segment) -> list[Segment]:
+        """Add the newest segment; returns the segments evicted to make room."""
+        newest = self.newest
+        evicted: list[Segment] = []
+        if newest is not None:
+            if segment.sequence <= newest.sequence:
+                raise RingError(
+                    f"segment {segment.sequence} does not follow segment {newest.sequence}"
+                )
+            expected = newest.discontinuity_sequence + (1 if segment.discontinuity else 0)
+            if segment.sequence == newest.sequence + 1:
+                if segment.discontinuity_sequence != expected:
+                    raise RingError(
+                        f"segment {segment.sequence} has discontinuity sequence "
+                        f"{segment.discontinuity_sequence}, expected {expected}"
+                    )
+            else:
+                if segment.discontinuity_sequence < newest.discontinuity_sequence:
+                    raise RingError(f"segment {segment.sequence} goes back in discontinuities")
+                log.warning(
+                    "segments %d..%d are missing: restarting the window at %d",
+                    newest.sequence + 1, segment.sequence - 1, segment.sequence,
+                )
+                evicted = self.clear()
+        self._segments.append(segment)
+        self._by_sequence[segment.sequence] = segment
+        self.total_bytes += len(segment.data)
+        while len(self._segments) > 1 and (
+            len(self._segments) > self.max_segments or self.total_bytes > self.max_bytes
+        ):
+            evicted.append(self._evict())
+        return evicted
+
+    def clear(self) -> list[Segment]:
+        """Drop every segment; returns them."""
+        evicted = list(self._segments)
+        self._segments.clear()
+        self._by_sequence.clear()
+        self.total_bytes = 0
+        return evicted
+
+    def _evict(self) -> Segment:
+        old = self._segments.popleft()
+        del self._by_sequence[old.sequence]
+        self.total_bytes -= len(old.data)
+        return old

@@ -1,0 +1,286 @@
+from __future__ import annotations
+
+import gzip
+import io
+import shutil
+import subprocess
+from datetime import UTC, datetime
+from pathlib import Path
+
+import av
+import pytest
+
+from airclass.hls.packager import HlsPackager, PackagerConfig
+from airclass.hls.ring import RingError
+from airclass.media.frames import AudioConfig, Frame, VideoConfig
+from airclass.media.hub import StreamHub
+from tests.hls.conftest import make_test_frames, shifted
+from tests.hls.tsutil import continuity_errors
+
+# 2026-11-27T16:31:04.000Z
+T0 = datetime(2026, 11, 27, 16, 31, 4, tzinfo=UTC).timestamp()
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def publish(
+    packager: HlsPackager,
+    clock: Clock,
+    video: VideoConfig | None,
+    audio: AudioConfig | None,
+    frames: list[Frame],
+    *,
+    wall_start: float,
+    stop: bool = True,
+) -> None:
+    clock.now = wall_start
+    packager.on_publish_start()
+    for config in (video, audio):
+        if config is not None:
+            packager.on_event(config)
+    first = frames[0].dts
+    for frame in frames:
+        clock.now = wall_start + (frame.dts - first) / 1000
+        packager.on_event(frame)
+    if stop:
+        clock.now = wall_start + (frames[-1].dts - first) / 1000 + 0.5
+        packager.on_publish_stop()
+
+
+def first_video_packet_is_keyframe(data: bytes) -> bool:
+    with av.open(io.BytesIO(data), "r", format="mpegts") as container:
+        for packet in container.demux(video=0):
+            if packet.size:
+                return bool(packet.is_keyframe)
+    return False
+
+
+def test_live_then_ended() -> None:
+    video, audio, frames = make_test_frames(10.0)
+    clock = Clock()
+    packager = HlsPackager(PackagerConfig(), clock, path="live/stream")
+    changes: list[str] = []
+    packager.add_listener(lambda: changes.append(packager.state))
+    assert packager.state == "waiting"
+    publish(packager, clock, video, audio, frames, wall_start=T0, stop=False)
+    assert packager.state == "live"
+    assert packager.newest_sequence == 3  # the segment from 8 s is still pending
+    assert b"#EXT-X-ENDLIST" not in packager.playlist_bytes
+    clock.now = T0 + 10.5
+    packager.pause()  # the publisher left: its last frames become a segment, no ENDLIST yet
+    assert packager.state == "live" and packager.newest_sequence == 4
+    assert b"#EXT-X-ENDLIST" not in packager.playlist_bytes
+    packager.end()
+    assert packager.state == "ended" and packager.ended_at == T0 + 10.5
+    assert changes == ["waiting", "live", "live", "live", "live", "live", "ended"]
+    assert packager.playlist_bytes.decode() == (
+        "#EXTM3U\n"
+        "#EXT-X-VERSION:3\n"
+        "#EXT-X-TARGETDURATION:2\n"
+        "#EXT-X-MEDIA-SEQUENCE:0\n"
+        "#EXT-X-PROGRAM-DATE-TIME:2026-11-27T16:31:04.000Z\n"
+        + "".join(f"#EXTINF:2.000,\n{i}.ts\n" for i in range(5))
+        + "#EXT-X-ENDLIST\n"
+    )
+    assert gzip.decompress(packager.playlist_gzip) == packager.playlist_bytes
+    segments = packager.segments()
+    assert [s.sequence for s in segments] == [0, 1, 2, 3, 4]
+    for s in segments:
+        assert abs(s.duration - 2.0) <= 0.5
+        assert first_video_packet_is_keyframe(s.data)
+        assert packager.segment(s.sequence) is s
+    assert [s.program_date_time for s in segments] == [T0 + 2 * i for i in range(5)]
+    assert continuity_errors(b"".join(s.data for s in segments)) == 0
+    assert packager.codecs == "avc1.64000d,mp4a.40.2"
+    assert packager.resolution == (320, 240)
+    assert packager.keyframe_interval == 2.0
+    assert packager.target_duration == 2
+    assert packager.total_bytes == sum(len(s.data) for s in segments)
+    assert packager.bandwidth == max(-(-len(s.data) * 8 // 2) for s in segments)
+    assert 0 < packager.average_bandwidth <= packager.bandwidth
+
+
+def test_ring_eviction_and_playlist_window() -> None:
+    video, audio, frames = make_test_frames(10.0)
+    clock = Clock()
+    packager = HlsPackager(PackagerConfig(ring_segments=3, playlist_segments=2), clock)
+    publish(packager, clock, video, audio, frames, wall_start=T0)
+    assert [s.sequence for s in packager.segments()] == [2, 3, 4]
+    assert packager.segment(1) is None and packager.segment(2) is not None
+    assert packager.playlist_bytes.decode() == (
+        "#EXTM3U\n"
+        "#EXT-X-VERSION:3\n"
+        "#EXT-X-TARGETDURATION:2\n"
+        "#EXT-X-MEDIA-SEQUENCE:3\n"
+        "#EXT-X-PROGRAM-DATE-TIME:2026-11-27T16:31:10.000Z\n"
+        "#EXTINF:2.000,\n3.ts\n"
+        "#EXTINF:2.000,\n4.ts\n"
+        "#EXT-X-ENDLIST\n"
+    )
+
+
+def test_publisher_comes_back_with_a_discontinuity() -> None:
+    video, audio, frames = make_test_frames(4.0)
+    clock = Clock()
+    packager = HlsPackager(PackagerConfig(), clock)
+    publish(packager, clock, video, audio, frames, wall_start=T0)
+    assert packager.playlist_bytes.endswith(b"#EXT-X-ENDLIST\n")
+    # OBS reconnects a minute later; its timestamps start again from zero
+    clock.now = T0 + 60
+    packager.on_publish_start()
+    assert packager.state == "live" and packager.ended_at is None
+    assert b"#EXT-X-ENDLIST" not in packager.playlist_bytes
+    publish(packager, clock, video, audio, frames, wall_start=T0 + 60)
+    assert packager.playlist_bytes.decode() == (
+        "#EXTM3U\n"
+        "#EXT-X-VERSION:3\n"
+        "#EXT-X-TARGETDURATION:2\n"
+        "#EXT-X-MEDIA-SEQUENCE:0\n"
+        "#EXT-X-PROGRAM-DATE-TIME:2026-11-27T16:31:04.000Z\n"
+        "#EXTINF:2.000,\n0.ts\n"
+        "#EXTINF:2.000,\n1.ts\n"
+        "#EXT-X-DISCONTINUITY\n"
+        "#EXT-X-PROGRAM-DATE-TIME:2026-11-27T16:32:04.000Z\n"
+        "#EXTINF:2.000,\n2.ts\n"
+        "#EXTINF:2.000,\n3.ts\n"
+        "#EXT-X-ENDLIST\n"
+    )
+    # continuity counters carry on across the reconnect too
+    assert continuity_errors(b"".join(s.data for s in packager.segments())) == 0
+
+
+def test_ffmpeg_plays_the_playlist_cleanly(tmp_path: Path) -> None:
+    ffmpeg = shutil.which("ffmpeg")
+    if ffmpeg is None:
+        pytest.skip("ffmpeg not installed")
+    video, audio, frames = make_test_frames(6.0)
+    clock = Clock()
+    packager = HlsPackager(PackagerConfig(), clock)
+    publish(packager, clock, video, audio, frames, wall_start=T0)
+    for s in packager.segments():
+        (tmp_path / f"{s.sequence}.ts").write_bytes(s.data)
+    (tmp_path / "index.m3u8").write_bytes(packager.playlist_bytes)
+    result = subprocess.run(
+        [ffmpeg, "-nostdin", "-v", "warning", "-i", str(tmp_path / "index.m3u8"),
+         "-f", "null", "-"],
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 0
+    assert result.stderr == ""
+
+
+def test_codec_change_cuts_with_a_discontinuity() -> None:
+    small_video, audio, small = make_test_frames(4.0)
+    big_video, _, big = make_test_frames(2.0, width=1280, height=720)
+    clock = Clock()
+    packager = HlsPackager(PackagerConfig(), clock)
+    publish(packager, clock, small_video, audio, small, wall_start=T0, stop=False)
+    assert packager.resolution == (320, 240)
+    packager.on_event(small_video)  # a repeated, identical config changes nothing
+    assert packager.newest_sequence == 0
+    packager.on_event(big_video)
+    assert packager.newest_sequence == 1  # the pending 320x240 frames were flushed
+    assert packager.resolution == (1280, 720) and packager.codecs == "avc1.64001f,mp4a.40.2"
+    for frame in shifted(big, 4000):
+        packager.on_event(frame)
+    packager.on_publish_stop()
+    segments = packager.segments()
+    assert [(s.sequence, s.discontinuity) for s in segments] == [(0, False), (1, False), (2, True)]
+    with av.open(io.BytesIO(segments[2].data), "r", format="mpegts") as container:
+        stream = container.streams.video[0]
+        assert (stream.codec_context.width, stream.codec_context.height) == (1280, 720)
+
+
+def test_audio_only_stream_and_frames_without_config() -> None:
+    _, audio, frames = make_test_frames(5.0)
+    clock = Clock()
+    packager = HlsPackager(PackagerConfig(), clock)
+    publish(packager, clock, None, audio, frames, wall_start=T0)
+    assert packager.dropped_frames == sum(f.kind == "video" for f in frames)
+    assert packager.codecs == "mp4a.40.2" and packager.resolution is None
+    assert [round(s.duration) for s in packager.segments()] == [2, 2, 1]
+
+
+def test_unsupported_or_broken_configs_are_ignored() -> None:
+    _, audio, frames = make_test_frames(3.0)
+    packager = HlsPackager(PackagerConfig(), Clock())
+    packager.on_publish_start()
+    packager.on_event(VideoConfig("hevc", b"\x01\x02"))
+    packager.on_event(VideoConfig("h264", b"\x01\x64"))
+    packager.on_event(AudioConfig("opus", b"OpusHead"))
+    packager.on_event(audio)
+    for frame in frames:
+        packager.on_event(frame)
+    assert packager.codecs == "mp4a.40.2"
+    assert packager.newest_sequence == 0
+
+
+def test_relay_serves_the_origin_playlist_byte_for_byte() -> None:
+    video, audio, frames = make_test_frames(10.0)
+    clock = Clock()
+    config = PackagerConfig(ring_segments=4, playlist_segments=3)
+    origin = HlsPackager(config, clock)
+    edge = HlsPackager(config, clock)
+    relayed: list[int] = []
+
+    def relay() -> None:
+        newest = origin.segment(origin.newest_sequence or 0)
+        if newest is not None and newest.sequence not in relayed:
+            relayed.append(newest.sequence)
+            edge.append_segment(
+                newest, target_duration=origin.target_duration, ended=origin.state == "ended"
+            )
+        elif origin.state == "ended":
+            edge.on_publish_stop()
+
+    origin.add_listener(relay)
+    publish(origin, clock, video, audio, frames, wall_start=T0)
+    assert relayed == [0, 1, 2, 3, 4]
+    assert edge.playlist_bytes == origin.playlist_bytes
+    assert edge.segment(4) == origin.segment(4)
+    with pytest.raises(RingError):
+        edge.append_segment(origin.segments()[0])
+
+
+def test_a_failing_listener_does_not_stop_the_others() -> None:
+    packager = HlsPackager(PackagerConfig(), Clock())
+    calls: list[int] = []
+
+    def broken() -> None:
+        raise RuntimeError("boom")
+
+    packager.add_listener(broken)
+    packager.add_listener(lambda: calls.append(1))
+    packager.on_publish_start()
+    packager.remove_listener(broken)
+    packager.remove_listener(broken)
+    assert calls == [1]
+
+
+def test_config_validation() -> None:
+    with pytest.raises(ValueError):
+        PackagerConfig(ring_segments=3, playlist_segments=4)
+
+
+def test_works_as_the_hubs_media_sink() -> None:
+    video, audio, frames = make_test_frames(3.0)
+    packagers: dict[str, HlsPackager] = {}
+
+    def factory(path: str) -> HlsPackager:
+        packagers[path] = HlsPackager(PackagerConfig(), Clock(), path=path)
+        return packagers[path]
+
+    hub = StreamHub(factory)
+    publication = hub.publish("live/stream", "teacher-1")
+    for event in (video, audio, *frames):
+        publication.send(event)
+    publication.close()
+    packager = packagers["live/stream"]
+    assert packager.state == "ended"
+    assert [s.sequence for s in packager.segments()] == [0, 1]
