@@ -1,0 +1,247 @@
+"""JWTs for viewers and publishers: HS256 only, every claim required and type-checked.
+
+The master mints a token for one user, one action, one stream path and one node (the slave
+it is valid on); that slave checks it when the viewer or publisher enters. Time is passed in
+(`now`, Unix seconds) so that expiry is decided by the caller's clock, not by PyJWT's.
+
+The HMAC key is SECRET_KEY itself, as the claims and the key are a public contract: a school's
+own sign-in service may mint tokens for us with the same secret. Session ids (`sessions.py`)
+use a key derived from SECRET_KEY with a label, so the two can never be confused.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import math
+import secrets
+import warnings
+from dataclasses import dataclass
+from typing import Any, Final, Literal, cast, get_args
+
+import jwt
+import jwt.warnings
+
+from airclass.auth.errors import unauthorized
+
+log = logging.getLogger(__name__)
+
+# Our own configuration enforces a minimum key length (config.MIN_SECRET_LENGTH); PyJWT's
+# stricter recommendation would otherwise warn on every token a school's 16-character key signs.
+warnings.filterwarnings("ignore", category=jwt.warnings.InsecureKeyLengthWarning)
+
+UserType = Literal["student", "teacher"]
+Action = Literal["read", "publish"]
+
+USER_TYPES: Final[frozenset[str]] = frozenset(get_args(UserType))
+ACTIONS: Final[frozenset[str]] = frozenset(get_args(Action))
+
+ALGORITHM: Final = "HS256"
+#: A token longer than this is refused before any parsing (it arrives in a URL or header).
+MAX_TOKEN_LENGTH: Final = 4096
+#: Longest accepted string claim; ours are far shorter.
+MAX_CLAIM_LENGTH: Final = 256
+#: Default tolerance for clock skew between the master that mints and the slave that checks.
+DEFAULT_LEEWAY: Final = 30.0
+
+CLAIM_NAMES: Final = ("user_type", "user_id", "iat", "exp", "action", "path", "node_id", "jti")
+_STRING_CLAIMS: Final = ("user_id", "path", "node_id", "jti")
+_TIME_CLAIMS: Final = ("iat", "exp")
+
+
+def derive_key(secret: str | bytes, label: bytes) -> bytes:
+    """A 32-byte key for one purpose, so one SECRET_KEY serves tokens and sessions separately."""
+    raw = secret.encode() if isinstance(secret, str) else bytes(secret)
+    if not raw:
+        raise ValueError("secret must not be empty")
+    return hmac.digest(raw, label, hashlib.sha256)
+
+
+def normalize_path(path: str) -> str:
+    """`/live/stream/` and `live/stream` name the same stream."""
+    return path.strip("/")
+
+
+@dataclass(frozen=True, slots=True)
+class Claims:
+    """The verified content of a token."""
+
+    user_type: UserType
+    user_id: str
+    iat: int
+    """Issued at, Unix seconds."""
+    exp: int
+    """Expires at, Unix seconds: the token is refused from this instant (plus leeway) on."""
+    action: Action
+    path: str
+    """Stream path without surrounding slashes, e.g. `live/stream`."""
+    node_id: str
+    """The only node on which this token is valid."""
+    jti: str
+    """Random, url-safe: tells two tokens of the same user apart."""
+
+    def to_payload(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in CLAIM_NAMES}
+
+
+@dataclass(frozen=True, slots=True)
+class IssuedToken:
+    token: str
+    claims: Claims
+
+
+class TokenIssuer:
+    """Mints and verifies HS256 tokens keyed with SECRET_KEY."""
+
+    __slots__ = ("_key",)
+
+    def __init__(self, secret: str | bytes) -> None:
+        key = secret.encode() if isinstance(secret, str) else bytes(secret)
+        if not key:
+            raise ValueError("secret must not be empty")
+        self._key = key
+
+    def issue(
+        self,
+        *,
+        user_type: UserType,
+        user_id: str,
+        action: Action,
+        path: str,
+        node_id: str,
+        now: float,
+        ttl: float,
+    ) -> IssuedToken:
+        """Mint a token and return it with its claims (the caller replies with `exp`)."""
+        if user_type not in USER_TYPES:
+            raise ValueError(f"unknown user_type {user_type!r}")
+        if action not in ACTIONS:
+            raise ValueError(f"unknown action {action!r}")
+        if not (math.isfinite(now) and math.isfinite(ttl)) or ttl <= 0:
+            raise ValueError("now must be finite and ttl positive")
+        path = normalize_path(path)
+        for name, value in (("user_id", user_id), ("path", path), ("node_id", node_id)):
+            if not isinstance(value, str) or not value or len(value) > MAX_CLAIM_LENGTH:
+                raise ValueError(f"{name} must be a non-empty string of at most "
+                                 f"{MAX_CLAIM_LENGTH} characters")
+        iat = math.floor(now)
+        exp = math.floor(now + ttl)
+        if exp <= iat:
+            exp = iat + 1
+        claims = Claims(
+            user_type=user_type,
+            user_id=user_id,
+            iat=iat,
+            exp=exp,
+            action=action,
+            path=path,
+            node_id=node_id,
+            jti=secrets.token_urlsafe(12),
+        )
+        token = jwt.encode(claims.to_payload(), self._key, algorithm=ALGORITHM)
+        return IssuedToken(token, claims)
+
+    def mint(
+        self,
+        *,
+        user_type: UserType,
+        user_id: str,
+        action: Action,
+        path: str,
+        node_id: str,
+        now: float,
+        ttl: float,
+    ) -> str:
+        """Mint a token (see `issue` for one that also returns the claims)."""
+        return self.issue(
+            user_type=user_type,
+            user_id=user_id,
+            action=action,
+            path=path,
+            node_id=node_id,
+            now=now,
+            ttl=ttl,
+        ).token
+
+    def verify(self, token: str, *, now: float, leeway: float = DEFAULT_LEEWAY) -> Claims:
+        """Return the claims of a genuine, unexpired token; raise `AuthError` (401) otherwise."""
+        if not isinstance(token, str) or not token:
+            raise unauthorized("missing token")
+        if len(token) > MAX_TOKEN_LENGTH or token.count(".") != 2:
+            raise unauthorized("malformed token")
+        try:
+            header = jwt.get_unverified_header(token)
+        except jwt.PyJWTError:
+            raise unauthorized("malformed token") from None
+        if header.get("alg") != ALGORITHM:
+            raise unauthorized("token algorithm not allowed")
+        try:
+            payload = jwt.decode(
+                token,
+                self._key,
+                algorithms=[ALGORITHM],
+                options={
+                    "verify_signature": True,
+                    "verify_exp": False,
+                    "verify_nbf": False,
+                    "verify_iat": False,
+                    "verify_aud": False,
+                    "verify_iss": False,
+                    "verify_sub": False,
+                    "verify_jti": False,
+                    "require": [],
+                },
+            )
+        except jwt.InvalidSignatureError:
+            raise unauthorized("bad token signature") from None
+        except jwt.InvalidAlgorithmError:
+            raise unauthorized("token algorithm not allowed") from None
+        except jwt.PyJWTError:
+            raise unauthorized("malformed token") from None
+        claims = _claims_from_payload(payload)
+        if now - leeway >= claims.exp:
+            raise unauthorized("token expired")
+        return claims
+
+
+def _claims_from_payload(payload: dict[str, Any]) -> Claims:
+    for name in CLAIM_NAMES:
+        if name not in payload:
+            raise unauthorized(f"token claim {name} missing")
+    values: dict[str, Any] = {}
+    for name in _STRING_CLAIMS:
+        value = payload[name]
+        if not isinstance(value, str) or not value or len(value) > MAX_CLAIM_LENGTH:
+            raise unauthorized(f"token claim {name} invalid")
+        values[name] = value
+    for name in _TIME_CLAIMS:
+        value = payload[name]
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or (isinstance(value, float) and not math.isfinite(value))
+        ):
+            raise unauthorized(f"token claim {name} invalid")
+        values[name] = math.floor(value)
+    user_type = payload["user_type"]
+    if not isinstance(user_type, str) or user_type not in USER_TYPES:
+        raise unauthorized("token claim user_type invalid")
+    action = payload["action"]
+    if not isinstance(action, str) or action not in ACTIONS:
+        raise unauthorized("token claim action invalid")
+    if values["iat"] > values["exp"]:
+        raise unauthorized("token claim iat invalid")
+    path = normalize_path(values["path"])
+    if not path:
+        raise unauthorized("token claim path invalid")
+    return Claims(
+        user_type=cast(UserType, user_type),
+        user_id=values["user_id"],
+        iat=values["iat"],
+        exp=values["exp"],
+        action=cast(Action, action),
+        path=path,
+        node_id=values["node_id"],
+        jti=values["jti"],
+    )
