@@ -1,0 +1,42 @@
+"""`python -m airclass.slave`: an edge node (RTMP in, HLS out, token-checked viewers)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sys
+from collections.abc import Sequence
+
+from airclass import config as config_module
+from airclass.web.runner import serve, setup_logging
+
+log = logging.getLogger("airclass.slave")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    try:
+        config = config_module.load("slave", argv)
+        config.check_secrets()
+    except config_module.ConfigError as exc:
+        print(f"airclass slave: {exc}", file=sys.stderr)
+        return 2
+    setup_logging(config.log_level)
+    from airclass.web.slave_app import create_app
+
+    app = create_app(config)
+    log.info(
+        "slave %s: HLS %s, API %s, RTMP %s%s",
+        config.node_id,
+        config.hls_base,
+        config.api_base,
+        config.rtmp_base,
+        f", master {config.master_url}" if config.master_url else " (standalone)",
+    )
+    asyncio.run(
+        serve(app, config.bind, [config.hls_port, config.api_port], name=f"slave {config.node_id}")
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,158 @@
+"""HLS endpoints of a slave.
+
+    GET /<app>/<stream>/index.m3u8?jwt=…      entry: JWT checked once, viewer gets a session
+    GET /<app>/<stream>/<sid>/media.m3u8      media playlist (identical bytes for everyone)
+    GET /<app>/<stream>/<sid>/<seq>.ts        segment (shared bytes, no copy per viewer)
+
+The entry reply is a multivariant playlist whose variant URI carries the viewer's session id
+in the path, so relative segment URIs resolve to session-bearing URLs without a query string
+and the media playlist is the same bytes for every viewer (DESIGN.md §2).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Final
+
+from aiohttp import web
+
+from airclass.auth.authorize import extract_token, verify_and_authorize
+from airclass.auth.errors import AuthError
+from airclass.auth.sessions import SessionInfo, SessionSigner, SessionTable
+from airclass.auth.tokens import TokenIssuer
+from airclass.hls.playlist import Variant, render_multivariant_playlist
+from airclass.web.http import HttpError
+from airclass.web.streams import LiveStream, StreamTable
+
+log = logging.getLogger(__name__)
+
+M3U8: Final = "application/vnd.apple.mpegurl"
+MPEGTS: Final = "video/mp2t"
+SEGMENT_CACHE: Final = "public, max-age=3600, immutable"
+PLAYLIST_CACHE: Final = "no-cache"
+ENTRY_CACHE: Final = "private, no-store"
+FALLBACK_BANDWIDTH: Final = 2_500_000
+
+
+class HlsContext:
+    """What the HLS handlers need, held in the app under one key."""
+
+    def __init__(
+        self,
+        node_id: str,
+        streams: StreamTable,
+        issuer: TokenIssuer,
+        signer: SessionSigner,
+        sessions: SessionTable,
+    ) -> None:
+        self.node_id = node_id
+        self.streams = streams
+        self.issuer = issuer
+        self.signer = signer
+        self.sessions = sessions
+        self.backups: list[tuple[str, str]] = []
+        """(node_id, hls_base) of peers that also serve our streams, for failover variants."""
+
+
+HLS_CONTEXT: web.AppKey[HlsContext] = web.AppKey("hls_context", HlsContext)
+
+
+def _path(request: web.Request) -> str:
+    return f"{request.match_info['app']}/{request.match_info['stream']}"
+
+
+def _stream_or_error(ctx: HlsContext, path: str) -> LiveStream:
+    stream = ctx.streams.get(path)
+    if stream is None:
+        raise HttpError(404, "no such stream (is the teacher streaming?)")
+    if stream.packager.state == "waiting":
+        raise HttpError(503, "stream is starting", {"Retry-After": "1"})
+    return stream
+
+
+async def entry_playlist(request: web.Request) -> web.Response:
+    ctx = request.app[HLS_CONTEXT]
+    path = _path(request)
+    now = time.time()
+    token = extract_token(request.query, request.headers.get("Authorization"))
+    try:
+        claims = verify_and_authorize(ctx.issuer, token, "read", path, ctx.node_id, now)
+    except AuthError as exc:
+        raise HttpError(exc.status, exc.reason) from None
+    stream = _stream_or_error(ctx, path)
+    sessions = ctx.sessions
+    if (
+        sessions.hard_limit
+        and sessions.capacity is not None
+        and sessions.count(now) >= sessions.capacity
+    ):
+        raise HttpError(503, "this node is full; ask the master for another", {"Retry-After": "5"})
+    # The session counts as a viewer from its first media request, not from here: a client
+    # that only polls the entry URL is not watching.
+    sid = ctx.signer.mint(path, claims.exp, claims.user_id)
+    packager = stream.packager
+    variant = Variant(
+        uri=f"{sid}/media.m3u8",
+        bandwidth=packager.bandwidth or FALLBACK_BANDWIDTH,
+        codecs=packager.codecs,
+        resolution=packager.resolution,
+    )
+    variants = [variant]
+    for node_id, hls_base in ctx.backups:
+        backup_sid = ctx.signer.mint(path, claims.exp, claims.user_id, node_id=node_id)
+        variants.append(variant._replace(uri=f"{hls_base}/{path}/{backup_sid}/media.m3u8"))
+    body = render_multivariant_playlist(variants).encode()
+    return web.Response(body=body, content_type=M3U8, headers={"Cache-Control": ENTRY_CACHE})
+
+
+def _session(request: web.Request, ctx: HlsContext, path: str, now: float) -> SessionInfo:
+    info = ctx.signer.check(request.match_info["sid"], path)
+    if info is None:
+        raise HttpError(403, "invalid session for this node and stream")
+    if not ctx.sessions.admit(info, now):
+        raise HttpError(403, "session expired; reload the player", {"Retry-After": "5"})
+    return info
+
+
+async def media_playlist(request: web.Request) -> web.Response:
+    ctx = request.app[HLS_CONTEXT]
+    path = _path(request)
+    now = time.time()
+    stream = ctx.streams.get(path)
+    _session(request, ctx, path, now)
+    if stream is None:
+        raise HttpError(404, "no such stream")
+    packager = stream.packager
+    headers = {"Cache-Control": PLAYLIST_CACHE}
+    if "gzip" in request.headers.get("Accept-Encoding", ""):
+        headers["Content-Encoding"] = "gzip"
+        headers["Vary"] = "Accept-Encoding"
+        body = packager.playlist_gzip
+    else:
+        body = packager.playlist_bytes
+    return web.Response(body=body, content_type=M3U8, headers=headers)
+
+
+async def segment(request: web.Request) -> web.Response:
+    ctx = request.app[HLS_CONTEXT]
+    path = _path(request)
+    now = time.time()
+    info = _session(request, ctx, path, now)
+    stream = ctx.streams.get(path)
+    seg = stream.packager.segment(int(request.match_info["seq"])) if stream else None
+    if seg is None:
+        raise HttpError(404, "no such segment (too old or not yet made)")
+    ctx.sessions.add_bytes(info.sid, len(seg.data))
+    return web.Response(
+        body=seg.data, content_type=MPEGTS, headers={"Cache-Control": SEGMENT_CACHE}
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    name = r"{%s:[A-Za-z0-9_-]{1,64}}"
+    base = f"/{name % 'app'}/{name % 'stream'}"
+    sid = r"{sid:[A-Za-z0-9_-]{8,96}}"
+    app.router.add_get(f"{base}/index.m3u8", entry_playlist)
+    app.router.add_get(f"{base}/{sid}/media.m3u8", media_playlist)
+    app.router.add_get(f"{base}/{sid}/{{seq:[0-9]{{1,12}}}}.ts", segment)

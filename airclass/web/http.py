@@ -1,0 +1,104 @@
+"""Shared HTTP edges: JSON errors, CORS, bounded JSON bodies.
+
+Every error a client sees is `{"error": "..."}` with a 4xx/5xx status, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+MAX_JSON_BODY = 16 * 1024
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+CORS_HEADERS = {
+    "Access-Control-Allow-Origin": "*",
+    "Access-Control-Expose-Headers": "Content-Length, Retry-After, X-AIRClass-Node",
+}
+PREFLIGHT_HEADERS = {
+    **CORS_HEADERS,
+    "Access-Control-Allow-Methods": "GET, HEAD, POST, OPTIONS",
+    "Access-Control-Allow-Headers": "Authorization, Content-Type",
+    "Access-Control-Max-Age": "86400",
+}
+
+
+class HttpError(Exception):
+    """An error with a status and a message safe to show to the client."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers or {}
+
+
+def json_response(
+    data: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=json.dumps(data, separators=(",", ":")).encode(),
+        status=status,
+        content_type="application/json",
+        headers=headers,
+    )
+
+
+def json_error(status: int, message: str, headers: dict[str, str] | None = None) -> web.Response:
+    return json_response({"error": message}, status=status, headers=headers)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every failure into a JSON error with CORS headers."""
+    try:
+        response = await handler(request)
+    except HttpError as exc:
+        response = json_error(exc.status, exc.message, exc.headers)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        message = exc.reason or "error"
+        response = json_error(exc.status, message.lower(), dict(exc.headers))
+        response.headers.pop("Content-Type", None)
+        response.content_type = "application/json"
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        response = json_error(500, "internal error")
+    if not response.prepared:
+        for key, value in CORS_HEADERS.items():
+            response.headers.setdefault(key, value)
+    return response
+
+
+async def preflight(request: web.Request) -> web.Response:
+    """CORS preflight: the student page on the master calls slaves and APIs cross-origin."""
+    return web.Response(status=204, headers=PREFLIGHT_HEADERS)
+
+
+async def read_json(request: web.Request, limit: int = MAX_JSON_BODY) -> dict[str, Any]:
+    """A JSON object body of at most `limit` bytes, or an HttpError (400/413/415)."""
+    length = request.content_length
+    if length is not None and length > limit:
+        raise HttpError(413, f"request body larger than {limit} bytes")
+    body = await request.content.read(limit + 1)
+    if len(body) > limit:
+        raise HttpError(413, f"request body larger than {limit} bytes")
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        raise HttpError(400, "body is not valid JSON") from None
+    if not isinstance(data, dict):
+        raise HttpError(400, "body must be a JSON object")
+    return data
+
+
+def client_address(request: web.Request) -> str:
+    return request.remote or "unknown"

@@ -1,0 +1,207 @@
+"""The slave (edge) node as one aiohttp application.
+
+`create_app(config)` builds everything the node runs: the stream table and hub, the RTMP
+listener, the HLS and API routes, and (issue "Master") the registration and heartbeat with
+the master. Long-lived pieces are started and stopped by `cleanup_ctx`, in reverse order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+import logging
+import os
+import re
+import time
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+from aiohttp import web
+
+from airclass import __version__
+from airclass.auth.authorize import verify_and_authorize
+from airclass.auth.errors import AuthError
+from airclass.auth.sessions import SessionSigner, SessionTable
+from airclass.auth.tokens import TokenIssuer
+from airclass.config import Config
+from airclass.hls.packager import PackagerConfig
+from airclass.rtmp.server import PublishDenied, RtmpServer
+from airclass.web import hls_views
+from airclass.web.hls_views import HLS_CONTEXT, HlsContext
+from airclass.web.http import HttpError, error_middleware, json_response, preflight
+from airclass.web.streams import StreamTable
+from airclass.web.token_api import TOKEN_SERVICE, NodeTarget, TokenService, token_handler
+
+log = logging.getLogger(__name__)
+
+_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+@dataclass(slots=True)
+class SlaveNode:
+    """Everything one slave holds; one instance per app (no module globals)."""
+
+    config: Config
+    streams: StreamTable
+    hls: HlsContext
+    tokens: TokenService
+    rtmp: RtmpServer
+    started_at: float
+    process: psutil.Process
+
+    def stats(self) -> dict[str, Any]:
+        """The node's live numbers: what /health, /api/stats and the heartbeat report."""
+        now = time.time()
+        sessions = self.hls.sessions
+        streams: dict[str, Any] = {}
+        viewers = sessions.count_by_path(now)
+        bytes_by_path = sessions.bytes_by_path()
+        for path, stream in sorted(self.streams.streams.items()):
+            packager = stream.packager
+            streams[path] = {
+                "state": packager.state,
+                "publishing": stream.publishing,
+                "viewers": viewers.get(path, 0),
+                "bytes_served": bytes_by_path.get(path, 0),
+                "media_sequence": packager.newest_sequence,
+                "bandwidth": packager.bandwidth,
+                "codecs": packager.codecs,
+                "resolution": list(packager.resolution) if packager.resolution else None,
+                "keyframe_interval": packager.keyframe_interval,
+                "target_duration": packager.target_duration,
+                "ring_bytes": packager.total_bytes,
+            }
+        with self.process.oneshot():
+            rss = self.process.memory_info().rss
+            process_cpu = self.process.cpu_percent(None)
+        return {
+            "node_id": self.config.node_id,
+            "role": "slave",
+            "version": __version__,
+            "connections": sessions.count(now),
+            "max_connections": self.config.max_connections,
+            "streams": streams,
+            "bytes_served": sessions.bytes_served,
+            "sessions_opened": sessions.sessions_opened,
+            "sessions_closed": sessions.sessions_closed,
+            "cpu": psutil.cpu_percent(None),
+            "memory": psutil.virtual_memory().percent,
+            "process_cpu": process_cpu,
+            "process_rss": rss,
+            "rtmp_connections": self.rtmp.connections,
+            "uptime": round(now - self.started_at, 1),
+        }
+
+
+SLAVE: web.AppKey[SlaveNode] = web.AppKey("slave", SlaveNode)
+
+
+class SelfChooser:
+    """A standalone slave routes every viewer and publisher to itself."""
+
+    def __init__(self, config: Config) -> None:
+        self.target = NodeTarget(config.node_id, config.hls_base, config.rtmp_base)
+
+    def viewer_node(self, stream: str, user_id: str) -> NodeTarget:
+        return self.target
+
+    def ingest_node(self, stream: str) -> NodeTarget:
+        return self.target
+
+    def routed(self, target: NodeTarget, stream: str) -> None:
+        pass
+
+
+def make_publish_authorizer(config: Config, issuer: TokenIssuer) -> Any:
+    """authorize(app, name, query) -> (path, owner) for the RTMP server."""
+
+    def authorize(app: str, name: str, query: Mapping[str, str]) -> tuple[str, str]:
+        if not _NAME_RE.match(app) or not _NAME_RE.match(name):
+            raise PublishDenied(
+                "NetStream.Publish.BadName", "stream names use letters, digits, - and _"
+            )
+        path = f"{app}/{name}"
+        token = query.get("jwt")
+        if token:
+            try:
+                claims = verify_and_authorize(
+                    issuer, token, "publish", path, config.node_id, time.time()
+                )
+            except AuthError as exc:
+                raise PublishDenied("NetStream.Publish.Unauthorized", exc.reason) from None
+            return path, f"teacher:{claims.user_id}"
+        key = query.get("key")
+        if (
+            key
+            and config.stream_key
+            and hmac.compare_digest(key.encode(), config.stream_key.encode())
+        ):
+            return path, "stream-key"
+        raise PublishDenied(
+            "NetStream.Publish.Unauthorized",
+            "publishing needs a teacher token (?jwt=) or the stream key (?key=)",
+        )
+
+    return authorize
+
+
+async def health(request: web.Request) -> web.Response:
+    node = request.app[SLAVE]
+    stats = node.stats()
+    stats["status"] = "ok"
+    return json_response(stats)
+
+
+async def api_stats(request: web.Request) -> web.Response:
+    return json_response(request.app[SLAVE].stats())
+
+
+def create_app(config: Config) -> web.Application:
+    app = web.Application(middlewares=[error_middleware], client_max_size=64 * 1024)
+    issuer = TokenIssuer(config.secret_key)
+    streams = StreamTable(PackagerConfig(target_duration=config.segment_duration))
+    sessions = SessionTable(
+        window=config.viewer_window,
+        capacity=config.max_connections,
+        hard_limit=config.hard_limit,
+    )
+    hls = HlsContext(
+        config.node_id, streams, issuer, SessionSigner(config.secret_key, config.node_id), sessions
+    )
+    tokens = TokenService(config, issuer, SelfChooser(config))
+    rtmp = RtmpServer(streams.hub, make_publish_authorizer(config, issuer))
+    node = SlaveNode(config, streams, hls, tokens, rtmp, time.time(), psutil.Process(os.getpid()))
+    app[SLAVE] = node
+    app[HLS_CONTEXT] = hls
+    app[TOKEN_SERVICE] = tokens
+
+    hls_views.add_routes(app)
+    app.router.add_get("/health", health)
+    app.router.add_get("/api/stats", api_stats)
+    app.router.add_post("/api/token", token_handler)
+    app.router.add_route("OPTIONS", "/{tail:.*}", preflight)
+    app.cleanup_ctx.append(_rtmp_ctx)
+    app.cleanup_ctx.append(_sweeper_ctx)
+    return app
+
+
+async def _rtmp_ctx(app: web.Application) -> AsyncIterator[None]:
+    node = app[SLAVE]
+    await node.rtmp.start(node.config.bind, node.config.rtmp_port)
+    log.info("node %s: RTMP ingest on %s:%d", node.config.node_id, node.config.bind, node.rtmp.port)
+    yield
+    await node.rtmp.close()
+
+
+async def _sweeper_ctx(app: web.Application) -> AsyncIterator[None]:
+    task = asyncio.create_task(app[SLAVE].streams.run_sweeper())
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+__all__ = ["SLAVE", "HttpError", "SlaveNode", "create_app"]

@@ -1,0 +1,193 @@
+"""A real ffmpeg publishes to a real slave process; real ffmpeg readers play it back."""
+
+from __future__ import annotations
+
+import io
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import av
+import pytest
+
+from tests.e2e.conftest import Cluster, http_get, http_json, need, publish, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+def teacher_publish_url(node_api: str, password: str, stream: str = "live/stream") -> str:
+    status, reply = http_json("POST", f"{node_api}/api/token",
+                              {"user_type": "teacher", "user_id": "ms-kim", "password": password, "stream": stream})
+    assert status == 200, reply
+    assert reply["rtmp_url"].endswith("/live")
+    return f"{reply['rtmp_url']}/{reply['stream_key']}"
+
+
+def student_hls_url(node_api: str, user_id: str = "student-1", stream: str = "live/stream") -> str:
+    status, reply = http_json("POST", f"{node_api}/api/token", {"user_type": "student", "user_id": user_id, "stream": stream})
+    assert status == 200, reply
+    assert set(reply) >= {"token", "hls_url", "node_id", "expires_in", "expires_at"}
+    return str(reply["hls_url"])
+
+
+def media_playlist_url(hls_url: str) -> str:
+    status, body, _ = http_get(hls_url)
+    assert status == 200, body
+    text = body.decode()
+    assert text.startswith("#EXTM3U\n")
+    variant = [line for line in text.splitlines() if line and not line.startswith("#")][0]
+    return hls_url.split("index.m3u8")[0] + variant
+
+
+def playlist_entries(text: str) -> list[tuple[float, str, bool]]:
+    entries, duration, disc = [], 0.0, False
+    for line in text.splitlines():
+        if line.startswith("#EXTINF:"):
+            duration = float(line[8:].split(",")[0])
+        elif line == "#EXT-X-DISCONTINUITY":
+            disc = True
+        elif line and not line.startswith("#"):
+            entries.append((duration, line, disc))
+            disc = False
+    return entries
+
+
+def test_publish_play_decode_audio_and_video(cluster: Cluster, tmp_path: Path) -> None:
+    slave = cluster.slave()
+    publisher = publish(teacher_publish_url(slave.api, cluster.teacher_password), 40, log_path=tmp_path / "pub.log")
+    try:
+        hls_url = student_hls_url(slave.api)
+        wait_for(lambda: http_get(hls_url)[0] == 200, 15, what="the first segment")
+
+        # A real HLS reader decodes 20 s of both tracks with no error at all.
+        reader = subprocess.run(
+            [need("ffmpeg"), "-hide_banner", "-v", "error", "-i", hls_url, "-t", "20",
+             "-map", "0:v", "-map", "0:a", "-f", "framecrc", "-"],
+            capture_output=True, timeout=60,
+        )
+        assert reader.returncode == 0, reader.stderr.decode()
+        assert reader.stderr.decode().strip() == ""
+        frames: dict[int, list[int]] = {0: [], 1: []}
+        for line in reader.stdout.decode().splitlines():
+            if line.startswith("#") or not line.strip():
+                continue
+            stream, _dts, pts, *_ = (f.strip() for f in line.split(","))
+            frames[int(stream)].append(int(pts))
+        assert len(frames[0]) >= 20 * 25 * 0.95, "video frames decoded"
+        assert len(frames[1]) >= 20 * 46 * 0.95, "audio frames decoded (48 kHz AAC)"
+        for pts in frames.values():
+            assert all(b > a for a, b in zip(pts, pts[1:])), "PTS strictly increase"
+
+        # Every listed segment starts with a keyframe and lasts the target (±0.5 s).
+        media_url = media_playlist_url(hls_url)
+        status, body, headers = http_get(media_url)
+        assert status == 200
+        assert headers["Content-Type"].startswith("application/vnd.apple.mpegurl")
+        assert headers["Access-Control-Allow-Origin"] == "*"
+        text = body.decode()
+        assert "#EXT-X-TARGETDURATION:2\n" in text
+        assert re.search(r"#EXT-X-PROGRAM-DATE-TIME:\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", text)
+        entries = playlist_entries(text)
+        assert len(entries) >= 3
+        base = media_url.rsplit("/", 1)[0]
+        for duration, uri, _ in entries:
+            assert abs(duration - 2.0) <= 0.5, text
+            status, data, headers = http_get(f"{base}/{uri}")
+            assert status == 200 and headers["Content-Type"] == "video/mp2t"
+            assert "immutable" in headers["Cache-Control"]
+            with av.open(io.BytesIO(data), format="mpegts") as container:
+                first_video = next(p for p in container.demux(video=0) if p.size)
+                assert first_video.is_keyframe
+    finally:
+        publisher.kill()
+        publisher.wait()
+
+
+def test_publisher_reconnect_continues_with_discontinuity(cluster: Cluster, tmp_path: Path) -> None:
+    slave = cluster.slave()
+    url = teacher_publish_url(slave.api, cluster.teacher_password)
+    first = publish(url, 7, log_path=tmp_path / "pub1.log")
+    hls_url = student_hls_url(slave.api)
+    wait_for(lambda: http_get(hls_url)[0] == 200, 15, what="the first segment")
+    media_url = media_playlist_url(hls_url)
+    assert first.wait(30) == 0
+    before = http_get(media_url)[1].decode()
+    assert "#EXT-X-ENDLIST" not in before, "a short publisher gap must not end the stream"
+    second = publish(url, 8, log_path=tmp_path / "pub2.log")
+    try:
+        def has_discontinuity() -> str | None:
+            text = http_get(media_url)[1].decode()
+            return text if "#EXT-X-DISCONTINUITY\n" in text else None
+
+        text = wait_for(has_discontinuity, 20, what="a discontinuity after the reconnect")
+        seqs = [int(uri.split(".")[0]) for _, uri, _ in playlist_entries(text)]
+        assert seqs == list(range(seqs[0], seqs[0] + len(seqs))), "sequence numbers continue"
+        # The same player keeps going: ffmpeg reads across the discontinuity without error.
+    finally:
+        second.kill()
+        second.wait()
+
+
+def test_wrong_credentials_are_refused(cluster: Cluster, tmp_path: Path) -> None:
+    slave = cluster.slave()
+    # Publishing with a wrong key is rejected before any media is accepted.
+    bad = publish(f"{slave.rtmp}/live/stream?key=wrong", 5, log_path=tmp_path / "bad.log")
+    assert bad.wait(20) != 0
+    status, reply = http_json("GET", f"{slave.api}/api/stats")
+    assert reply["streams"] == {}
+
+    good = publish(f"{slave.rtmp}/live/stream?key={cluster.stream_key}", 20)
+    try:
+        hls_url = student_hls_url(slave.api)
+        wait_for(lambda: http_get(hls_url)[0] == 200, 15, what="the first segment")
+        entry = hls_url.split("?")[0]
+        status, body, _ = http_get(entry)
+        assert status == 401 and b"missing token" in body
+        status, body, _ = http_get(entry + "?jwt=not-a-token")
+        assert status == 401
+        other = student_hls_url(slave.api, stream="live/other").split("?")[1]
+        status, body, _ = http_get(f"{entry}?{other}")
+        assert status == 403 and b"another stream" in body
+        # A session id must be genuine.
+        media_url = media_playlist_url(hls_url)
+        forged = re.sub(r"/([A-Za-z0-9_-]+)/media.m3u8", "/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA/media.m3u8", media_url)
+        assert http_get(forged)[0] == 403
+        # A second publisher without the stream's owner credentials is refused.
+        intruder = publish(f"{slave.rtmp}/live/stream?key=nope", 5)
+        assert intruder.wait(20) != 0
+        assert http_get(media_url)[0] == 200
+    finally:
+        good.kill()
+        good.wait()
+
+
+def test_viewer_count_follows_readers(cluster: Cluster, tmp_path: Path) -> None:
+    slave = cluster.slave("--viewer-window", "4")
+    publisher = publish(f"{slave.rtmp}/live/stream?key={cluster.stream_key}", 40)
+    readers: list[subprocess.Popen[bytes]] = []
+    try:
+        url = student_hls_url(slave.api, "a")
+        wait_for(lambda: http_get(url)[0] == 200, 15, what="the first segment")
+        for name in ("r1", "r2", "r3"):
+            readers.append(subprocess.Popen(
+                [need("ffmpeg"), "-v", "error", "-i", student_hls_url(slave.api, name), "-f", "null", "-"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            ))
+
+        def connections() -> int:
+            return int(http_json("GET", f"{slave.api}/api/stats")[1]["connections"])
+
+        wait_for(lambda: connections() >= 3, 15, what="three viewers counted")
+        time.sleep(1)
+        stats = http_json("GET", f"{slave.api}/health")[1]
+        assert stats["streams"]["live/stream"]["viewers"] == stats["connections"] == 3
+        for r in readers:
+            r.kill()
+            r.wait()
+        wait_for(lambda: connections() == 0, 12, what="viewers leaving the count")
+    finally:
+        for r in readers:
+            r.kill()
+        publisher.kill()
+        publisher.wait()
