@@ -20,5 +20,6 @@ lint:
 	$(VENV)/bin/ruff check airclass tests benchmarks
 	$(VENV)/bin/mypy
 
-bench:
-	$(PY) -m pytest benchmarks --benchmark-only -p no:cacheprovider
+bench:                  ## micro-benchmarks (pytest-benchmark); baselines need `scripts/install.sh bench`
+	scripts/install.sh bench
+	$(PY) -m pytest benchmarks -o python_files='bench_*.py' --benchmark-only -p no:cacheprovider

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what AIRClass needs on a fresh Debian/Ubuntu machine, idempotently.
 #   scripts/install.sh run   - the product: Python venv with the package, hls.js for the pages
-#   scripts/install.sh test  - the above plus what the tests drive for real (ffmpeg, ...)
+#   scripts/install.sh test  - the above plus what the tests drive for real (ffmpeg, chromium)
+#   scripts/install.sh bench - the above plus the baselines the benchmarks compare against
 set -euo pipefail
 cd "$(dirname "$0")/.."
 what="${1:-run}"
@@ -10,9 +11,15 @@ VENV="${VENV:-.venv}"
 
 need_apt=()
 want() { command -v "$1" >/dev/null 2>&1 || need_apt+=("$2"); }
-if [ "$what" = test ]; then
+if [ "$what" = test ] || [ "$what" = bench ]; then
   want ffmpeg ffmpeg
   want ffprobe ffmpeg
+  want chromium chromium
+fi
+if [ "$what" = bench ]; then
+  want nginx nginx
+  [ -e /usr/lib/nginx/modules/ngx_rtmp_module.so ] || need_apt+=(libnginx-mod-rtmp)
+  want wrk wrk
 fi
 want npm npm
 if [ "${#need_apt[@]}" -gt 0 ]; then
@@ -27,7 +34,7 @@ if [ ! -x "$VENV/bin/python" ]; then
   "$PYTHON" -m venv "$VENV"
 fi
 "$VENV/bin/python" -m pip install -q --upgrade pip >/dev/null
-if [ "$what" = test ]; then
+if [ "$what" = test ] || [ "$what" = bench ]; then
   "$VENV/bin/python" -m pip install -q -e '.[test]'
 else
   "$VENV/bin/python" -m pip install -q -e .
