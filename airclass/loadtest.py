@@ -1,0 +1,413 @@
+"""`python -m airclass.loadtest`: simulated viewers that behave like hls.js at the live edge.
+
+Each viewer gets its own token (from a master or slave URL) or uses the given `hls_url`, reads
+the entry playlist, then reloads the media playlist about once per target duration and fetches
+every new segment, as a player does. Playback is simulated: the viewer starts playing once it
+holds `start_segments` segments (three target durations back from the live edge, like hls.js)
+and plays in real time; a stall is a moment when its buffer runs dry.
+
+Reports stalls, segment fetch time p50/p99, playlist age (how far behind the wall clock the
+newest listed segment ends, from EXT-X-PROGRAM-DATE-TIME), bytes/s, and the serving nodes'
+CPU and memory (their /api/stats, which come from psutil on each node).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import math
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+from urllib.parse import urljoin, urlsplit
+
+import aiohttp
+
+log = logging.getLogger("airclass.loadtest")
+
+
+@dataclass
+class ViewerResult:
+    name: str
+    node_id: str = ""
+    segments: int = 0
+    bytes: int = 0
+    stalls: int = 0
+    stalled_seconds: float = 0.0
+    errors: int = 0
+    fetch_times: list[float] = field(default_factory=list)
+    playlist_ages: list[float] = field(default_factory=list)
+    started: bool = False
+
+
+@dataclass
+class Playlist:
+    target: float
+    media_sequence: int
+    segments: list[tuple[int, float, str, float | None]]
+    """(sequence, duration, uri, program date time of the segment start)"""
+    ended: bool
+
+
+def parse_media_playlist(text: str) -> Playlist:
+    if not text.startswith("#EXTM3U"):
+        raise ValueError("not a playlist")
+    target, sequence, ended = 0.0, 0, False
+    segments: list[tuple[int, float, str, float | None]] = []
+    duration = 0.0
+    pdt: float | None = None
+    for line in text.splitlines():
+        if line.startswith("#EXT-X-TARGETDURATION:"):
+            target = float(line.split(":", 1)[1])
+        elif line.startswith("#EXT-X-MEDIA-SEQUENCE:"):
+            sequence = int(line.split(":", 1)[1])
+        elif line.startswith("#EXT-X-PROGRAM-DATE-TIME:"):
+            stamp = line.split(":", 1)[1].replace("Z", "+00:00")
+            pdt = datetime.fromisoformat(stamp).timestamp()
+        elif line.startswith("#EXTINF:"):
+            duration = float(line[8:].split(",", 1)[0])
+        elif line == "#EXT-X-ENDLIST":
+            ended = True
+        elif line and not line.startswith("#"):
+            segments.append((sequence + len(segments), duration, line, pdt))
+            if pdt is not None:
+                pdt += duration
+    return Playlist(target, sequence, segments, ended)
+
+
+def first_variant(text: str) -> str:
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            return line
+    raise ValueError("multivariant playlist without a variant")
+
+
+class Viewer:
+    def __init__(
+        self,
+        name: str,
+        session: aiohttp.ClientSession,
+        hls_url: str,
+        result: ViewerResult,
+        deadline: float,
+        start_segments: int,
+    ) -> None:
+        self.name = name
+        self.http = session
+        self.hls_url = hls_url
+        self.result = result
+        self.deadline = deadline
+        self.start_segments = start_segments
+        self.buffer = 0.0
+        """Seconds of media downloaded and not yet played."""
+        self.playing_since: float | None = None
+        self.last_tick = 0.0
+
+    def _advance(self, now: float) -> None:
+        """Play the buffer in real time; count a stall when it runs dry."""
+        if self.playing_since is None:
+            return
+        elapsed = now - self.last_tick
+        self.last_tick = now
+        if elapsed <= self.buffer:
+            self.buffer -= elapsed
+            return
+        self.result.stalls += 1
+        self.result.stalled_seconds += elapsed - self.buffer
+        self.buffer = 0.0
+        self.playing_since = None  # rebuffer: wait for start_segments again, like a player
+
+    async def _get(self, url: str) -> bytes:
+        async with self.http.get(url) as resp:
+            if resp.status != 200:
+                raise aiohttp.ClientResponseError(resp.request_info, (), status=resp.status)
+            return await resp.read()
+
+    async def run(self) -> None:
+        entry = await self._entry()
+        media_url = urljoin(self.hls_url, first_variant(entry.decode()))
+        have = -1
+        pending = 0
+        while time.monotonic() < self.deadline:
+            loop_start = time.monotonic()
+            try:
+                playlist = parse_media_playlist((await self._get(media_url)).decode())
+            except (TimeoutError, aiohttp.ClientError, ValueError):
+                self.result.errors += 1
+                await asyncio.sleep(0.5)
+                continue
+            now_wall = time.time()
+            if playlist.segments:
+                last = playlist.segments[-1]
+                if last[3] is not None:
+                    self.result.playlist_ages.append(now_wall - (last[3] + last[1]))
+            if have < 0 and playlist.segments:
+                # Start like hls.js: three target durations back from the live edge.
+                have = playlist.segments[max(0, len(playlist.segments) - 3)][0] - 1
+            for sequence, duration, uri, _ in playlist.segments:
+                if sequence <= have:
+                    continue
+                t0 = time.monotonic()
+                try:
+                    data = await self._get(urljoin(media_url, uri))
+                except (TimeoutError, aiohttp.ClientError):
+                    self.result.errors += 1
+                    break
+                t1 = time.monotonic()
+                self._advance(t1)
+                self.result.fetch_times.append(t1 - t0)
+                self.result.segments += 1
+                self.result.bytes += len(data)
+                self.buffer += duration
+                have = sequence
+                pending += 1
+                if self.playing_since is None and pending >= self.start_segments:
+                    self.playing_since = self.last_tick = t1
+                    self.result.started = True
+            if self.playing_since is not None:
+                pending = 0
+            if playlist.ended:
+                break
+            # hls.js reloads a live playlist about once per target duration (half when unchanged).
+            wait = max(0.1, playlist.target / 2 - (time.monotonic() - loop_start))
+            await asyncio.sleep(min(wait, max(0.0, self.deadline - time.monotonic())))
+            self._advance(time.monotonic())
+
+    async def _entry(self) -> bytes:
+        for _ in range(60):
+            async with self.http.get(self.hls_url) as resp:
+                if resp.status == 200:
+                    self.result.node_id = self.result.node_id or urlsplit(str(resp.url)).netloc
+                    return await resp.read()
+                if resp.status not in (404, 503):
+                    raise RuntimeError(f"{self.name}: entry playlist answered {resp.status}")
+            await asyncio.sleep(1.0)
+        raise RuntimeError(f"{self.name}: stream did not start")
+
+
+async def get_token(
+    session: aiohttp.ClientSession, base: str, user_id: str, stream: str, class_code: str | None
+) -> dict[str, Any]:
+    body: dict[str, Any] = {"user_type": "student", "user_id": user_id, "stream": stream}
+    if class_code:
+        body["class_code"] = class_code
+    async with session.post(f"{base}/api/token", json=body) as resp:
+        reply: dict[str, Any] = await resp.json()
+        if resp.status != 200:
+            raise RuntimeError(f"token request failed: {resp.status} {reply}")
+        return reply
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return math.nan
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))
+    return ordered[index]
+
+
+async def node_stats(session: aiohttp.ClientSession, api_urls: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for url in api_urls:
+        with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+            async with session.get(f"{url}/api/stats") as resp:
+                if resp.status == 200:
+                    data = await resp.json()
+                    out[data.get("node_id", url)] = data
+    return out
+
+
+async def run(args: argparse.Namespace) -> dict[str, Any]:
+    timeout = aiohttp.ClientTimeout(total=30, sock_connect=5)
+    connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
+    async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
+        url = args.url.rstrip("/")
+        results = [ViewerResult(f"viewer-{i + 1}") for i in range(args.viewers)]
+        if ".m3u8" in url:
+            hls_urls = [args.url] * args.viewers
+            api_urls = args.api or []
+        else:
+            sem = asyncio.Semaphore(64)
+
+            async def one(i: int) -> str:
+                async with sem:
+                    reply = await get_token(
+                        http, url, f"loadtest-{i + 1}", args.stream, args.class_code
+                    )
+                    results[i].node_id = reply["node_id"]
+                    return str(reply["hls_url"])
+
+            hls_urls = list(await asyncio.gather(*(one(i) for i in range(args.viewers))))
+            api_urls = args.api or [url]
+            with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError, ValueError):
+                async with http.get(f"{url}/cluster/nodes") as resp:
+                    if resp.status == 200:
+                        for node in (await resp.json()).get("nodes", []):
+                            if node.get("api_url"):
+                                api_urls.append(node["api_url"])
+        start = time.monotonic()
+        deadline = start + args.duration
+        viewers = [
+            Viewer(r.name, http, u, r, deadline, args.start_segments)
+            for r, u in zip(results, hls_urls, strict=True)
+        ]
+        tasks = []
+        for i, viewer in enumerate(viewers):
+            tasks.append(asyncio.create_task(viewer.run()))
+            if args.ramp and i + 1 < len(viewers):
+                await asyncio.sleep(args.ramp / len(viewers))
+        samples: list[dict[str, Any]] = []
+        await node_stats(http, api_urls)  # primes each node's CPU counter
+        while not all(t.done() for t in tasks):
+            await asyncio.sleep(min(args.progress, max(0.05, deadline - time.monotonic() + 1)))
+            stats = await node_stats(http, api_urls)
+            if stats:
+                samples.append(stats)
+            if not args.quiet:
+                elapsed = time.monotonic() - start
+                segs = sum(r.segments for r in results)
+                stalls = sum(r.stalls for r in results)
+                rate = sum(r.bytes for r in results) * 8 / max(elapsed, 1e-9) / 1e6
+                conns = sum(int(s.get("connections", 0)) for s in stats.values())
+                cpu = ", ".join(
+                    f"{n} {s.get('process_cpu', 0):.0f}%" for n, s in sorted(stats.items())
+                )
+                print(
+                    f"\r[{elapsed:5.0f}s] viewers {len(viewers)} counted {conns} segments {segs} "
+                    f"stalls {stalls} {rate:7.1f} Mbit/s cpu {cpu}   ",
+                    end="",
+                    file=sys.stderr,
+                    flush=True,
+                )
+        if not args.quiet:
+            print(file=sys.stderr)
+        failures = [t.exception() for t in tasks if t.exception() is not None]
+        elapsed = time.monotonic() - start
+    return summarize(args, results, samples, elapsed, failures)
+
+
+def summarize(
+    args: argparse.Namespace,
+    results: list[ViewerResult],
+    samples: list[dict[str, Any]],
+    elapsed: float,
+    failures: list[BaseException | None],
+) -> dict[str, Any]:
+    fetch = [t for r in results for t in r.fetch_times]
+    ages = [a for r in results for a in r.playlist_ages]
+    total_bytes = sum(r.bytes for r in results)
+    per_node: dict[str, dict[str, float]] = {}
+    for sample in samples:
+        for node, s in sample.items():
+            entry = per_node.setdefault(
+                node, {"cpu_max": 0.0, "cpu_sum": 0.0, "n": 0, "rss_max": 0.0}
+            )
+            entry["cpu_max"] = max(entry["cpu_max"], float(s.get("process_cpu", 0.0)))
+            entry["cpu_sum"] += float(s.get("process_cpu", 0.0))
+            entry["n"] += 1
+            entry["rss_max"] = max(entry["rss_max"], float(s.get("process_rss", 0)) / 2**20)
+    nodes = {
+        node: {
+            "cpu_percent_mean": round(v["cpu_sum"] / max(v["n"], 1), 1),
+            "cpu_percent_max": round(v["cpu_max"], 1),
+            "rss_mb_max": round(v["rss_max"], 1),
+        }
+        for node, v in per_node.items()
+    }
+    return {
+        "viewers": len(results),
+        "duration_s": round(elapsed, 1),
+        "viewers_started": sum(r.started for r in results),
+        "stalls": sum(r.stalls for r in results),
+        "viewers_with_stalls": sum(1 for r in results if r.stalls),
+        "stalled_seconds": round(sum(r.stalled_seconds for r in results), 2),
+        "errors": sum(r.errors for r in results) + len(failures),
+        "segments": sum(r.segments for r in results),
+        "segment_fetch_ms_p50": round(percentile(fetch, 50) * 1000, 2),
+        "segment_fetch_ms_p99": round(percentile(fetch, 99) * 1000, 2),
+        "playlist_age_s_p50": round(percentile(ages, 50), 3),
+        "playlist_age_s_p99": round(percentile(ages, 99), 3),
+        "bytes_per_s": round(total_bytes / max(elapsed, 1e-9)),
+        "mbit_per_s": round(total_bytes * 8 / max(elapsed, 1e-9) / 1e6, 2),
+        "by_node": dict(Counter(r.node_id for r in results)),
+        "nodes": nodes,
+        "failures": [repr(f) for f in failures][:5],
+    }
+
+
+def report(summary: dict[str, Any]) -> str:
+    s = summary
+    lines = [
+        f"viewers            {s['viewers']} ({s['viewers_started']} started playing)"
+        f" over {s['duration_s']} s",
+        f"stalls             {s['stalls']} ({s['viewers_with_stalls']} viewers,"
+        f" {s['stalled_seconds']} s in all)",
+        f"errors             {s['errors']}",
+        f"segments fetched   {s['segments']}",
+        f"segment fetch      p50 {s['segment_fetch_ms_p50']} ms,"
+        f" p99 {s['segment_fetch_ms_p99']} ms",
+        f"playlist age       p50 {s['playlist_age_s_p50']} s, p99 {s['playlist_age_s_p99']} s",
+        f"throughput         {s['mbit_per_s']} Mbit/s ({s['bytes_per_s']} bytes/s)",
+        f"viewers per node   {s['by_node']}",
+    ]
+    for node, n in sorted(s["nodes"].items()):
+        lines.append(
+            f"node {node:<13} cpu mean {n['cpu_percent_mean']} % (max {n['cpu_percent_max']} %)"
+            f" of one core, rss max {n['rss_mb_max']} MB"
+        )
+    return "\n".join(lines)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m airclass.loadtest", description=__doc__.split("\n\n")[0]
+    )
+    p.add_argument(
+        "--url",
+        required=True,
+        help="a student hls_url, or a master/slave API base URL (tokens are requested per viewer)",
+    )
+    p.add_argument("--viewers", type=int, default=150)
+    p.add_argument("--duration", type=float, default=60.0, help="seconds")
+    p.add_argument("--stream", default="live/stream")
+    p.add_argument("--class-code", default=None)
+    p.add_argument(
+        "--api", action="append", help="node API URL to sample CPU/memory from (repeatable)"
+    )
+    p.add_argument("--ramp", type=float, default=2.0, help="seconds over which viewers join")
+    p.add_argument("--start-segments", type=int, default=2, help="segments buffered before playing")
+    p.add_argument("--progress", type=float, default=2.0, help="seconds between progress lines")
+    p.add_argument("--json", metavar="FILE", help="also write the summary as JSON ('-' for stdout)")
+    p.add_argument("--fail-on-stall", action="store_true", help="exit 1 if any viewer stalled")
+    p.add_argument("--quiet", action="store_true")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.viewers < 1 or args.duration <= 0:
+        print("--viewers and --duration must be positive", file=sys.stderr)
+        return 2
+    summary = asyncio.run(run(args))
+    if args.json == "-":
+        print(json.dumps(summary, indent=2))
+    else:
+        print(report(summary))
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump(summary, fh, indent=2)
+    if args.fail_on_stall and (
+        summary["stalls"] or summary["viewers_started"] < summary["viewers"]
+    ):
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
