@@ -49,6 +49,7 @@ class Config:
     master_url: str | None = None
     bind: str = "0.0.0.0"
     public_host: str = ""
+    public_network: str = ""
     rtmp_port: int = 1935
     hls_port: int = 8888
     api_port: int = 8000
@@ -118,6 +119,12 @@ _SETTINGS: list[tuple[str, str, type, str]] = [
     ("master_url", "MASTER_URL", str, "master URL, e.g. http://master:8000 (unset: standalone)"),
     ("bind", "BIND_HOST", str, "address to listen on"),
     ("public_host", "PUBLIC_HOST", str, "host name viewers and the master use to reach this node"),
+    (
+        "public_network",
+        "PUBLIC_NETWORK",
+        str,
+        "without --public-host: advertise this node's address in this network (CIDR)",
+    ),
     ("rtmp_port", "RTMP_PORT", int, "RTMP ingest port"),
     ("hls_port", "HLS_PORT", int, "HLS port"),
     ("api_port", "API_PORT", int, "API port (the master's only port)"),
@@ -194,9 +201,12 @@ def finalize(config: Config) -> Config:
         host = socket.gethostname() or "node"
         changes["node_id"] = host if config.api_port == 8000 else f"{host}-{config.api_port}"
     if not config.public_host:
-        changes["public_host"] = (
-            config.bind if config.bind not in ("0.0.0.0", "::", "") else _default_public_host()
-        )
+        if config.public_network:
+            changes["public_host"] = address_in_network(config.public_network)
+        elif config.bind not in ("0.0.0.0", "::", ""):
+            changes["public_host"] = config.bind
+        else:
+            changes["public_host"] = _default_public_host()
     if config.master_url:
         changes["master_url"] = config.master_url.rstrip("/")
     config = dataclasses.replace(config, **changes)
@@ -220,3 +230,25 @@ def _default_public_host() -> str:
     except OSError:
         return "127.0.0.1"
     return address
+
+
+def address_in_network(cidr: str) -> str:
+    """This machine's address inside `cidr` (one container, several networks: pick the one
+    viewers are routed to)."""
+    import ipaddress
+
+    import psutil
+
+    try:
+        network = ipaddress.ip_network(cidr, strict=False)
+    except ValueError as exc:
+        raise ConfigError(f"PUBLIC_NETWORK={cidr!r} is not a network") from exc
+    for addresses in psutil.net_if_addrs().values():
+        for entry in addresses:
+            try:
+                address = ipaddress.ip_address(entry.address.split("%", 1)[0])
+            except ValueError:
+                continue
+            if address in network:
+                return str(address)
+    raise ConfigError(f"no local address in PUBLIC_NETWORK {cidr}")
