@@ -6,8 +6,9 @@ Every protocol (HLS playlist, RTMP publish, the API) calls `authorize` or
 - the token must be for this node (a slave refuses a token minted for another one);
 - the token must be for this stream path;
 - `publish` needs a publish token held by a teacher;
-- `read` accepts a read token, and also a publish token, so the teacher who streams can
-  watch the preview of their own stream; a read token never publishes.
+- `read` needs a read token: each token allows one action (the token API gives a teacher a
+  separate read token for the preview), so a leaked viewer URL never carries publish rights
+  and a publish token is not accepted as a viewer.
 """
 
 from __future__ import annotations

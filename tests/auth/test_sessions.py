@@ -265,3 +265,14 @@ def test_counts_match_a_naive_model(ops: list[tuple[int, str, float]]) -> None:
             expected[p] = expected.get(p, 0) + 1
         assert table.count_by_path(now) == expected
         assert table.sessions_opened - table.sessions_closed == len(active)
+
+
+def test_touch_active_is_only_for_active_sessions_of_the_same_path() -> None:
+    table = SessionTable(window=10.0)
+    assert not table.touch_active("a", PATH, 0.0)  # unknown: the caller must check the MAC
+    table.touch("a", PATH, 0.0)
+    assert table.touch_active("a", PATH, 5.0)
+    assert not table.touch_active("a", "live/other", 6.0)  # another stream: full check
+    assert table.touch_active("a", PATH, 14.9)  # 5.0 + window > 14.9: still active
+    assert not table.touch_active("a", PATH, 25.0)  # silent for a whole window
+    assert table.count(25.0) == 0

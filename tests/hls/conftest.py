@@ -11,7 +11,7 @@ from fractions import Fraction
 import av
 import numpy as np
 
-from airclass.media.frames import AudioConfig, Frame, VideoConfig
+from airclass.media.frames import AudioConfig, Frame, MediaKind, VideoConfig
 
 SAMPLE_RATE = 48000
 AAC_FRAME_SAMPLES = 1024
@@ -85,7 +85,7 @@ def _encode(
         for packet in inp.demux():
             if packet.size == 0 or packet.dts is None or packet.pts is None:
                 continue
-            kind = "video" if packet.stream.type == "video" else "audio"
+            kind: MediaKind = "video" if packet.stream.type == "video" else "audio"
             frames.append(
                 Frame(
                     kind=kind,
