@@ -13,16 +13,17 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from typing import Final
 
 from aiohttp import web
 
 from airclass.auth.authorize import extract_token, verify_and_authorize
 from airclass.auth.errors import AuthError
-from airclass.auth.sessions import SessionInfo, SessionSigner, SessionTable
+from airclass.auth.sessions import SessionSigner, SessionTable
 from airclass.auth.tokens import TokenIssuer
 from airclass.hls.playlist import Variant, render_multivariant_playlist
-from airclass.web.http import HttpError
+from airclass.web.http import CORS_HEADERS, HttpError
 from airclass.web.streams import LiveStream, StreamTable
 
 log = logging.getLogger(__name__)
@@ -33,6 +34,16 @@ SEGMENT_CACHE: Final = "public, max-age=3600, immutable"
 PLAYLIST_CACHE: Final = "no-cache"
 ENTRY_CACHE: Final = "private, no-store"
 FALLBACK_BANDWIDTH: Final = 2_500_000
+SEGMENT_HEADERS: Final = {
+    "Content-Type": MPEGTS,
+    "Cache-Control": SEGMENT_CACHE,
+    **CORS_HEADERS,
+}
+BACKUP_SESSION_GRACE: Final = 6 * 3600.0
+"""A backup node first sees a viewer's sid when the viewer fails over to it, possibly hours
+into the lecture and after the viewer's JWT expired (students get 1 h). Backup sids therefore
+expire at the token's expiry plus this bound on a lecture's length; the primary sid keeps the
+token's expiry (an active session outlives it anyway, see SessionTable.admit)."""
 
 
 class HlsContext:
@@ -45,6 +56,7 @@ class HlsContext:
         issuer: TokenIssuer,
         signer: SessionSigner,
         sessions: SessionTable,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self.node_id = node_id
         self.streams = streams
@@ -53,6 +65,8 @@ class HlsContext:
         self.sessions = sessions
         self.backups: list[tuple[str, str]] = []
         """(node_id, hls_base) of peers that also serve our streams, for failover variants."""
+        self.clock = clock
+        """Wall clock for token expiry and session windows; tests replace it to move time."""
 
 
 HLS_CONTEXT: web.AppKey[HlsContext] = web.AppKey("hls_context", HlsContext)
@@ -74,7 +88,7 @@ def _stream_or_error(ctx: HlsContext, path: str) -> LiveStream:
 async def entry_playlist(request: web.Request) -> web.Response:
     ctx = request.app[HLS_CONTEXT]
     path = _path(request)
-    now = time.time()
+    now = ctx.clock()
     token = extract_token(request.query, request.headers.get("Authorization"))
     try:
         claims = verify_and_authorize(ctx.issuer, token, "read", path, ctx.node_id, now)
@@ -100,25 +114,34 @@ async def entry_playlist(request: web.Request) -> web.Response:
     )
     variants = [variant]
     for node_id, hls_base in ctx.backups:
-        backup_sid = ctx.signer.mint(path, claims.exp, claims.user_id, node_id=node_id)
+        backup_sid = ctx.signer.mint(
+            path, claims.exp + BACKUP_SESSION_GRACE, claims.user_id, node_id=node_id
+        )
         variants.append(variant._replace(uri=f"{hls_base}/{path}/{backup_sid}/media.m3u8"))
     body = render_multivariant_playlist(variants).encode()
     return web.Response(body=body, content_type=M3U8, headers={"Cache-Control": ENTRY_CACHE})
 
 
-def _session(request: web.Request, ctx: HlsContext, path: str, now: float) -> SessionInfo:
-    info = ctx.signer.check(request.match_info["sid"], path)
+def _session(request: web.Request, ctx: HlsContext, path: str, now: float) -> str:
+    """The request's session id, once it is known genuine and admitted (else an HttpError)."""
+    sid = request.match_info["sid"]
+    if ctx.sessions.touch_active(sid, path, now):
+        return sid
+    info = ctx.signer.check(sid, path)
     if info is None:
         raise HttpError(403, "invalid session for this node and stream")
     if not ctx.sessions.admit(info, now):
-        raise HttpError(403, "session expired; reload the player", {"Retry-After": "5"})
-    return info
+        # admit() refuses a sid that expired while inactive, or a new one over a limit.
+        if info.expires_at <= now:
+            raise HttpError(403, "session expired; reload the player", {"Retry-After": "5"})
+        raise HttpError(503, "this node is full; ask the master for another", {"Retry-After": "5"})
+    return sid
 
 
 async def media_playlist(request: web.Request) -> web.Response:
     ctx = request.app[HLS_CONTEXT]
     path = _path(request)
-    now = time.time()
+    now = ctx.clock()
     stream = ctx.streams.get(path)
     _session(request, ctx, path, now)
     if stream is None:
@@ -137,16 +160,14 @@ async def media_playlist(request: web.Request) -> web.Response:
 async def segment(request: web.Request) -> web.Response:
     ctx = request.app[HLS_CONTEXT]
     path = _path(request)
-    now = time.time()
-    info = _session(request, ctx, path, now)
+    now = ctx.clock()
+    sid = _session(request, ctx, path, now)
     stream = ctx.streams.get(path)
     seg = stream.packager.segment(int(request.match_info["seq"])) if stream else None
     if seg is None:
         raise HttpError(404, "no such segment (too old or not yet made)")
-    ctx.sessions.add_bytes(info.sid, len(seg.data))
-    return web.Response(
-        body=seg.data, content_type=MPEGTS, headers={"Cache-Control": SEGMENT_CACHE}
-    )
+    ctx.sessions.add_bytes(sid, len(seg.data))
+    return web.Response(body=seg.data, headers=SEGMENT_HEADERS)
 
 
 def add_routes(app: web.Application) -> None:

@@ -65,10 +65,17 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
+        if isinstance(exc, web.HTTPMethodNotAllowed) and exc.allowed_methods <= {"OPTIONS"}:
+            # Only the catch-all CORS preflight route matched: the path does not exist.
+            exc = web.HTTPNotFound()
         message = exc.reason or "error"
-        response = json_error(exc.status, message.lower(), dict(exc.headers))
-        response.headers.pop("Content-Type", None)
-        response.content_type = "application/json"
+        # Keep headers such as Allow or Retry-After; the body and its type become ours.
+        headers = {
+            key: value
+            for key, value in exc.headers.items()
+            if key.lower() not in ("content-type", "content-length")
+        }
+        response = json_error(exc.status, message.lower(), headers)
     except Exception:
         log.exception("unhandled error on %s %s", request.method, request.path)
         response = json_error(500, "internal error")
@@ -95,6 +102,9 @@ async def read_json(request: web.Request, limit: int = MAX_JSON_BODY) -> dict[st
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise HttpError(400, "body is not valid JSON") from None
+    except RecursionError:
+        # 16 KiB of '[' nests deeper than the decoder's stack: the client's fault, not ours.
+        raise HttpError(400, "body is nested too deeply") from None
     if not isinstance(data, dict):
         raise HttpError(400, "body must be a JSON object")
     return data

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from airclass.hls.packager import HlsPackager, PackagerConfig
-from airclass.media.frames import MediaEvent
+from airclass.media.frames import Frame, MediaEvent
 from airclass.media.hub import StreamHub
 
 log = logging.getLogger(__name__)
@@ -38,6 +38,8 @@ class LiveStream:
         self.packager = packager
         self.publishing = False
         self.stopped_at: float | None = None
+        self.frames_in: dict[str, int] = {"video": 0, "audio": 0}
+        self.bytes_in = 0
         self._changed = asyncio.Event()
         packager.add_listener(self._on_change)
 
@@ -61,6 +63,9 @@ class LiveStream:
         self.packager.on_publish_start()
 
     def on_event(self, event: MediaEvent) -> None:
+        if isinstance(event, Frame):
+            self.frames_in[event.kind] += 1
+            self.bytes_in += len(event.data)
         self.packager.on_event(event)
 
     def on_publish_stop(self) -> None:
