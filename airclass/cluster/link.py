@@ -1,0 +1,381 @@
+"""The slave's link to its master: register, heartbeat, unregister, all signed.
+
+Life of a link (`MasterLink.step` does one action and says how long to wait before the next,
+so tests drive it without sleeping):
+
+- not registered: `POST /cluster/register` with the node's URLs and first stats. While the
+  master is down, retry with exponential backoff and jitter, capped at one heartbeat interval
+  (so a master that comes back hears from every slave within one interval, and a school's
+  slaves rebooting together do not knock in lockstep);
+- registered: `POST /cluster/stats` every `heartbeat_interval`. A 404 with
+  `{"register": true}` means the master restarted and forgot us: register again at once.
+  Network errors keep the heartbeat going at its interval: viewers are served regardless;
+- on shutdown (`close`, from the slave's cleanup_ctx on SIGTERM/SIGINT):
+  `POST /cluster/unregister`, bounded by a short timeout.
+
+Each reply carries the cluster view (`ClusterView`): the origin of every live stream and the
+other serving nodes. Listeners added with `add_listener` get it after every reply.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import random
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Final, Literal
+from urllib.parse import urlsplit
+
+import aiohttp
+
+from airclass.cluster.signing import sign
+from airclass.config import Config
+
+log = logging.getLogger(__name__)
+
+REGISTER_PATH: Final = "/cluster/register"
+STATS_PATH: Final = "/cluster/stats"
+UNREGISTER_PATH: Final = "/cluster/unregister"
+UNREGISTER_TIMEOUT: Final = 2.0
+MAX_REPLY: Final = 1024 * 1024
+_STATS_EXTRA: Final = ("bytes_served", "sessions_closed", "process_cpu", "process_rss",
+                       "rtmp_connections", "uptime")
+
+HeartbeatOutcome = Literal["ok", "unknown", "error"]
+
+
+class Backoff:
+    """Exponential backoff with jitter: `initial × factor^n`, capped at `maximum`, each delay
+    drawn uniformly from `[delay × (1 - jitter), delay]`."""
+
+    def __init__(
+        self,
+        initial: float = 0.5,
+        maximum: float = 5.0,
+        *,
+        factor: float = 2.0,
+        jitter: float = 0.5,
+        rng: Callable[[], float] = random.random,
+    ) -> None:
+        if initial <= 0 or maximum < initial or factor < 1 or not 0 <= jitter <= 1:
+            raise ValueError("need 0 < initial <= maximum, factor >= 1, 0 <= jitter <= 1")
+        self.initial = initial
+        self.maximum = maximum
+        self.factor = factor
+        self.jitter = jitter
+        self.rng = rng
+        self.attempts = 0
+
+    def next(self) -> float:
+        """The delay before the next attempt (and count this failure)."""
+        delay = min(self.maximum, self.initial * self.factor ** min(self.attempts, 64))
+        self.attempts += 1
+        return delay * (1 - self.jitter * self.rng())
+
+    def reset(self) -> None:
+        self.attempts = 0
+
+
+class BandwidthMeter:
+    """Bytes per second served, from a cumulative byte counter sampled at each heartbeat."""
+
+    def __init__(self) -> None:
+        self._last: tuple[float, int] | None = None
+
+    def sample(self, total_bytes: int, now: float) -> float:
+        last = self._last
+        self._last = (now, total_bytes)
+        if last is None or now <= last[0] or total_bytes < last[1]:
+            return 0.0
+        return (total_bytes - last[1]) / (now - last[0])
+
+
+def heartbeat_stats(node_stats: Mapping[str, Any], bandwidth: float) -> dict[str, Any]:
+    """The heartbeat's `stats` from `SlaveNode.stats()`.
+
+    `streams` lists the paths this node is origin of (a publisher is live here); `serving`
+    every path it holds. `sessions_opened` lets the master reconcile the viewers it routed.
+    """
+    streams = node_stats.get("streams") or {}
+    stats: dict[str, Any] = {
+        "connections": int(node_stats.get("connections", 0)),
+        "cpu": float(node_stats.get("cpu") or 0.0),
+        "memory": float(node_stats.get("memory") or 0.0),
+        "max_connections": int(node_stats["max_connections"]),
+        "sessions_opened": int(node_stats.get("sessions_opened", 0)),
+        "streams": sorted(path for path, info in streams.items() if info.get("publishing")),
+        "serving": sorted(streams),
+        "bandwidth": round(max(bandwidth, 0.0), 1),
+    }
+    for key in _STATS_EXTRA:
+        value = node_stats.get(key)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            stats[key] = value
+    return stats
+
+
+@dataclass(frozen=True, slots=True)
+class StreamOrigin:
+    node_id: str
+    hls_url: str
+    """The origin's HLS base, e.g. `http://10.0.0.5:8888`."""
+    api_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class Peer:
+    node_id: str
+    hls_url: str
+    api_url: str
+    status: str
+    load_percentage: float
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterView:
+    """What the master's last register/heartbeat reply said about the cluster."""
+
+    node_id: str
+    streams: Mapping[str, StreamOrigin]
+    peers: tuple[Peer, ...]
+
+    @classmethod
+    def from_json(cls, reply: object) -> ClusterView:
+        """Parse a reply, skipping malformed entries rather than failing the heartbeat."""
+        if not isinstance(reply, Mapping):
+            raise ValueError("reply must be an object")
+        streams: dict[str, StreamOrigin] = {}
+        raw_streams = reply.get("streams")
+        if isinstance(raw_streams, Mapping):
+            for path, info in raw_streams.items():
+                if isinstance(path, str) and isinstance(info, Mapping) and all(
+                    isinstance(info.get(k), str) for k in ("origin", "origin_hls", "origin_api")
+                ):
+                    streams[path] = StreamOrigin(
+                        info["origin"], info["origin_hls"], info["origin_api"]
+                    )
+        peers: list[Peer] = []
+        raw_peers = reply.get("peers")
+        if isinstance(raw_peers, list):
+            for item in raw_peers:
+                if not isinstance(item, Mapping) or not all(
+                    isinstance(item.get(k), str)
+                    for k in ("node_id", "hls_url", "api_url", "status")
+                ):
+                    continue
+                load = item.get("load_percentage")
+                peers.append(Peer(
+                    item["node_id"], item["hls_url"], item["api_url"], item["status"],
+                    float(load) if isinstance(load, int | float) else 0.0,
+                ))
+        node_id = reply.get("node_id")
+        return cls(node_id if isinstance(node_id, str) else "", streams, tuple(peers))
+
+
+ClusterListener = Callable[[ClusterView], None]
+
+
+class MasterLink:
+    """Registers this slave with the master and keeps it informed (see the module docstring)."""
+
+    def __init__(
+        self,
+        config: Config,
+        node_stats: Callable[[], Mapping[str, Any]],
+        *,
+        session: aiohttp.ClientSession | None = None,
+        clock: Callable[[], float] = time.time,
+        backoff: Backoff | None = None,
+    ) -> None:
+        if not config.master_url:
+            raise ValueError("MasterLink needs config.master_url")
+        if not config.cluster_key:
+            raise ValueError("MasterLink needs config.cluster_key")
+        self.config = config
+        self.master_url = config.master_url.rstrip("/")
+        self._prefix = urlsplit(self.master_url).path.rstrip("/")
+        self.node_stats = node_stats
+        self.clock = clock
+        self.interval = config.heartbeat_interval
+        self.backoff = backoff or Backoff(
+            initial=min(0.5, self.interval), maximum=self.interval
+        )
+        self.timeout = aiohttp.ClientTimeout(total=max(1.0, min(5.0, self.interval)))
+        self._session = session
+        self._own_session = session is None
+        self._meter = BandwidthMeter()
+        self._listeners: list[ClusterListener] = []
+        self._task: asyncio.Task[None] | None = None
+        self.registered = False
+        self.cluster: ClusterView | None = None
+        self.registrations = 0
+        self.heartbeats = 0
+        self.failures = 0
+        """Consecutive failed requests (reset by any success)."""
+
+    # Public API
+
+    def add_listener(self, listener: ClusterListener) -> None:
+        """Call `listener(view)` after every register/heartbeat reply."""
+        self._listeners.append(listener)
+
+    async def start(self) -> None:
+        if self._session is None:
+            self._session = aiohttp.ClientSession()
+        self._task = asyncio.create_task(self.run(), name="master-link")
+
+    async def close(self, *, unregister: bool = True) -> None:
+        """Stop heartbeating and, if registered, tell the master we are leaving."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if unregister and self.registered:
+            await self.unregister()
+        if self._own_session and self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    async def run(self) -> None:
+        while True:
+            delay = await self.step()
+            await asyncio.sleep(delay)
+
+    async def step(self) -> float:
+        """One register or heartbeat; the seconds to wait before the next step."""
+        if not self.registered:
+            if await self.register():
+                self.backoff.reset()
+                return self.interval
+            return self.backoff.next()
+        outcome = await self.heartbeat()
+        if outcome == "unknown":
+            self.registered = False
+            return 0.0
+        return self.interval
+
+    async def register(self) -> bool:
+        config = self.config
+        body = {
+            "node_id": config.node_id,
+            "node_name": config.node_id,
+            "api_url": config.api_base,
+            "hls_url": config.hls_base,
+            "rtmp_url": config.rtmp_base,
+            "max_connections": config.max_connections,
+            "stats": self._stats(),
+        }
+        status, reply = await self._post(REGISTER_PATH, body, self.timeout)
+        if status != 200:
+            self._failed("register", status, reply)
+            return False
+        if self.registrations:
+            log.info("node %s registered again with %s", config.node_id, self.master_url)
+        else:
+            log.info("node %s registered with %s", config.node_id, self.master_url)
+        self.registered = True
+        self.registrations += 1
+        self.failures = 0
+        self._update(reply)
+        return True
+
+    async def heartbeat(self) -> HeartbeatOutcome:
+        body = {"node_id": self.config.node_id, "stats": self._stats()}
+        status, reply = await self._post(STATS_PATH, body, self.timeout)
+        if status == 200:
+            if self.failures:
+                log.info("node %s: master %s answers again", self.config.node_id,
+                         self.master_url)
+            self.heartbeats += 1
+            self.failures = 0
+            self._update(reply)
+            return "ok"
+        if status == 404 and isinstance(reply, Mapping) and reply.get("register") is True:
+            log.info("node %s: master %s does not know us (restarted?); registering again",
+                     self.config.node_id, self.master_url)
+            self.failures = 0
+            return "unknown"
+        self._failed("heartbeat", status, reply)
+        return "error"
+
+    async def unregister(self) -> bool:
+        status, reply = await self._post(
+            UNREGISTER_PATH, {"node_id": self.config.node_id},
+            aiohttp.ClientTimeout(total=UNREGISTER_TIMEOUT),
+        )
+        self.registered = False
+        if status == 200:
+            log.info("node %s unregistered from %s", self.config.node_id, self.master_url)
+            return True
+        log.warning("node %s could not unregister from %s (%s)", self.config.node_id,
+                    self.master_url, _describe(status, reply))
+        return False
+
+    # Internals
+
+    def _stats(self) -> dict[str, Any]:
+        node_stats = self.node_stats()
+        bandwidth = self._meter.sample(int(node_stats.get("bytes_served", 0)), self.clock())
+        return heartbeat_stats(node_stats, bandwidth)
+
+    def _update(self, reply: Any) -> None:
+        try:
+            view = ClusterView.from_json(reply)
+        except ValueError:
+            log.warning("node %s: master reply without a cluster view", self.config.node_id)
+            return
+        self.cluster = view
+        for listener in self._listeners:
+            try:
+                listener(view)
+            except Exception:
+                log.exception("cluster listener failed")
+
+    def _failed(self, what: str, status: int | None, reply: Any) -> None:
+        self.failures += 1
+        # Log the first failure and then every 12th, so a long outage does not flood the log.
+        if self.failures == 1 or self.failures % 12 == 0:
+            log.warning("node %s: %s to %s failed (%s), %d in a row", self.config.node_id, what,
+                        self.master_url, _describe(status, reply), self.failures)
+
+    async def _post(
+        self, path: str, body: Mapping[str, Any], timeout: aiohttp.ClientTimeout
+    ) -> tuple[int | None, Any]:
+        """POST a signed JSON body; (status, parsed reply) or (None, error text)."""
+        session = self._session
+        if session is None:
+            self._session = session = aiohttp.ClientSession()
+            self._own_session = True
+        data = json.dumps(body, separators=(",", ":")).encode()
+        signed_path = self._prefix + path
+        headers = sign(self.config.cluster_key, "POST", signed_path, data, self.clock())
+        headers["Content-Type"] = "application/json"
+        try:
+            async with session.post(
+                self.master_url + path, data=data, headers=headers, timeout=timeout
+            ) as response:
+                raw = await response.content.read(MAX_REPLY)
+                try:
+                    reply = json.loads(raw) if raw else None
+                except (UnicodeDecodeError, json.JSONDecodeError):
+                    reply = None
+                return response.status, reply
+        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+            return None, type(exc).__name__
+
+
+def _describe(status: int | None, reply: Any) -> str:
+    if status is None:
+        return f"unreachable: {reply}"
+    if isinstance(reply, Mapping) and isinstance(reply.get("error"), str):
+        return f"HTTP {status}: {reply['error'][:200]}"
+    return f"HTTP {status}"
+
+
+__all__ = ["Backoff", "BandwidthMeter", "ClusterView", "MasterLink", "Peer", "StreamOrigin",
+           "heartbeat_stats"]
