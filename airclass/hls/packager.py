@@ -217,6 +217,29 @@ class HlsPackager:
         self._render()
         self._notify()
 
+    def adopt_media_info(
+        self,
+        *,
+        video_codec: str | None,
+        audio_codec: str | None,
+        resolution: tuple[int, int] | None,
+    ) -> None:
+        """Take the origin's codec strings and resolution, so that an edge's multivariant
+        playlist says what the origin's says (redundant variants must match exactly)."""
+        self.video_codec = video_codec
+        self.audio_codec = audio_codec
+        self.resolution = resolution
+
+    def reset(self) -> None:
+        """Forget every segment: an edge whose origin restarted its numbering starts over
+        (a media sequence must never go back within one playlist's life)."""
+        self._ring.clear()
+        self._target = TargetDuration(self.config.target_duration)
+        self.ended_at = None
+        self.bandwidth = self.average_bandwidth = 0
+        self._render()
+        self._notify()
+
     # -- internals ---------------------------------------------------------------------------
 
     def _on_video_config(self, config: VideoConfig) -> None:
