@@ -26,12 +26,15 @@ from airclass.auth.authorize import verify_and_authorize
 from airclass.auth.errors import AuthError
 from airclass.auth.sessions import SessionSigner, SessionTable
 from airclass.auth.tokens import TokenIssuer
+from airclass.cluster.link import MasterLink
+from airclass.cluster.relay import RelayManager, RelayOrigin
 from airclass.config import Config
 from airclass.hls.packager import PackagerConfig
 from airclass.rtmp.server import PublishDenied, RtmpServer
 from airclass.web import hls_views
 from airclass.web.hls_views import HLS_CONTEXT, HlsContext
 from airclass.web.http import HttpError, error_middleware, json_response, preflight
+from airclass.web.pages import add_page_routes, slave_dashboard_source
 from airclass.web.streams import StreamTable
 from airclass.web.token_api import TOKEN_SERVICE, NodeTarget, TokenService, token_handler
 
@@ -54,7 +57,7 @@ class SlaveNode:
 
     def stats(self) -> dict[str, Any]:
         """The node's live numbers: what /health, /api/stats and the heartbeat report."""
-        now = time.time()
+        now = self.hls.clock()
         sessions = self.hls.sessions
         streams: dict[str, Any] = {}
         viewers = sessions.count_by_path(now)
@@ -97,6 +100,8 @@ class SlaveNode:
 
 
 SLAVE: web.AppKey[SlaveNode] = web.AppKey("slave", SlaveNode)
+MASTER_LINK: web.AppKey[MasterLink] = web.AppKey("master_link", MasterLink)
+RELAY: web.AppKey[RelayManager] = web.AppKey("relay", RelayManager)
 
 
 class SelfChooser:
@@ -152,11 +157,16 @@ async def health(request: web.Request) -> web.Response:
     node = request.app[SLAVE]
     stats = node.stats()
     stats["status"] = "ok"
+    link = request.app.get(MASTER_LINK)
+    if link is not None:
+        stats["master"] = {"url": link.master_url, "registered": link.registered}
     return json_response(stats)
 
 
 async def api_stats(request: web.Request) -> web.Response:
-    return json_response(request.app[SLAVE].stats())
+    stats = request.app[SLAVE].stats()
+    stats["relay"] = request.app[RELAY].stats()
+    return json_response(stats)
 
 
 def create_app(config: Config) -> web.Application:
@@ -182,9 +192,23 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/health", health)
     app.router.add_get("/api/stats", api_stats)
     app.router.add_post("/api/token", token_handler)
+    add_page_routes(app, role="slave", dashboard=slave_dashboard_source(node.stats))
     app.router.add_route("OPTIONS", "/{tail:.*}", preflight)
     app.cleanup_ctx.append(_rtmp_ctx)
     app.cleanup_ctx.append(_sweeper_ctx)
+    # One stream, every node: serve our streams to edges, follow the ones published elsewhere.
+    RelayOrigin(config.node_id, streams, config.cluster_key).add_routes(app)
+
+    def set_backups(backups: list[tuple[str, str]]) -> None:
+        hls.backups = backups
+
+    relay = RelayManager(config.node_id, streams, config.cluster_key, on_backups=set_backups)
+    app[RELAY] = relay
+    app.cleanup_ctx.append(_relay_ctx)
+    if config.master_url:
+        app[MASTER_LINK] = MasterLink(config, node.stats)
+        app[MASTER_LINK].add_listener(relay.apply)
+        app.cleanup_ctx.append(_master_link_ctx)
     return app
 
 
@@ -194,6 +218,20 @@ async def _rtmp_ctx(app: web.Application) -> AsyncIterator[None]:
     log.info("node %s: RTMP ingest on %s:%d", node.config.node_id, node.config.bind, node.rtmp.port)
     yield
     await node.rtmp.close()
+
+
+async def _relay_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Followers start on the master's first reply; stop them after the link is closed."""
+    yield
+    await app[RELAY].close()
+
+
+async def _master_link_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Register and heartbeat while the node runs; unregister first on shutdown."""
+    link = app[MASTER_LINK]
+    await link.start()
+    yield
+    await link.close()
 
 
 async def _sweeper_ctx(app: web.Application) -> AsyncIterator[None]:

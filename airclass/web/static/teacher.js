@@ -1,0 +1,128 @@
+// Teacher page: password → OBS settings, live preview, viewers, keyframe-interval check.
+"use strict";
+(function () {
+  const $ = (id) => document.getElementById(id);
+  const t = (key, vars) => window.I18N.t(key, vars);
+  const stream = window.streamFromQuery();
+  const page = { reply: null, info: null, stats: null, player: null, viewers: null, keyframeWarning: false };
+  window.airclass = page;
+  let password = "";
+
+  function errorText(err) {
+    if (err.status === 0) return t("err.network");
+    if (err.status === 401) return t("err.password");
+    if (err.status === 403) return t("err.teacher_disabled");
+    if (err.status === 429) return t("err.rate");
+    return err.message;
+  }
+
+  function ticket() {
+    return window.postJson("/api/token", { user_type: "teacher", user_id: "teacher", password, stream });
+  }
+
+  async function signin(event) {
+    event.preventDefault();
+    password = $("password").value;
+    $("signin-error").textContent = "";
+    $("signin").disabled = true;
+    try {
+      page.reply = await ticket();
+    } catch (err) {
+      $("signin-error").textContent = errorText(err);
+      $("signin").disabled = false;
+      return;
+    }
+    sessionStorage.setItem("airclass.teacher", JSON.stringify({ token: page.reply.token, expires_at: page.reply.expires_at }));
+    $("password").value = "";
+    $("signin-view").classList.add("hidden");
+    $("teacher-view").classList.remove("hidden");
+    $("server").value = page.reply.rtmp_url;
+    $("stream-key").value = page.reply.stream_key;
+    $("node").textContent = page.reply.node_id;
+    page.player = new window.AirPlayer($("video"), {
+      getTicket: async () => (page.reply = await ticket()),
+      muted: true,
+      onState: (state) => $("overlay").classList.toggle("hidden", state === "playing"),
+      onInfo: (info) => {
+        $("node").textContent = info.node || "–";
+        $("latency").textContent = info.latency == null ? "–" : info.latency.toFixed(1) + " s";
+      },
+    });
+    page.player.start(page.reply);
+    poll();
+    setInterval(poll, 3000);
+  }
+
+  async function getJson(url, headers) {
+    const res = await fetch(url, { cache: "no-store", headers: headers || {} });
+    if (!res.ok) throw new Error(String(res.status));
+    return res.json();
+  }
+
+  async function poll() {
+    try { page.info = await getJson("/api/info"); } catch (err) { /* keep the last */ }
+    // The ingest node's own numbers: its HLS origin serves /api/stats too.
+    try {
+      const stats = await getJson(new URL("/api/stats", page.reply.hls_url).href);
+      page.stats = (stats.streams || {})[stream] || null;
+    } catch (err) {
+      page.stats = null;
+    }
+    if (page.info && page.info.role === "master") {
+      try {
+        const data = await getJson("/api/dashboard", { Authorization: "Bearer " + page.reply.token });
+        page.viewers = data.total_connections;
+      } catch (err) {
+        page.viewers = null;
+      }
+    } else {
+      page.viewers = page.stats ? page.stats.viewers : 0;
+    }
+    render();
+  }
+
+  function render() {
+    const s = page.stats;
+    $("viewers").textContent = page.viewers == null ? "–" : String(page.viewers);
+    $("stream-state").textContent = s && s.publishing ? t("state.playing") : t("teacher.not_live");
+    $("resolution").textContent = s && s.resolution ? s.resolution.join("×") : "–";
+    $("keyframe").textContent = s && s.keyframe_interval ? s.keyframe_interval.toFixed(1) + " s" : "–";
+    const target = page.info && page.info.segment_duration ? page.info.segment_duration : 2;
+    $("segment").textContent = target + " s";
+    const warning = $("kf-warning");
+    const kf = s && s.publishing ? s.keyframe_interval : null;
+    page.keyframeWarning = kf != null && kf > target + 0.05;
+    if (page.keyframeWarning) {
+      warning.textContent = "⚠ " + t("teacher.keyframe.warn", { k: kf.toFixed(1), t: target });
+    }
+    warning.classList.toggle("hidden", !page.keyframeWarning);
+  }
+
+  async function copy(button) {
+    const input = $(button.dataset.copy);
+    try {
+      await navigator.clipboard.writeText(input.value);
+    } catch (err) {
+      const type = input.type;
+      input.type = "text";
+      input.select();
+      document.execCommand("copy");
+      input.type = type;
+    }
+    button.textContent = t("teacher.copied");
+    setTimeout(() => { button.textContent = t("teacher.copy"); }, 1500);
+  }
+
+  document.addEventListener("DOMContentLoaded", () => {
+    $("signin-form").addEventListener("submit", signin);
+    document.querySelectorAll("button.copy").forEach((b) => b.addEventListener("click", () => copy(b)));
+    $("toggle-key").addEventListener("click", () => {
+      const input = $("stream-key");
+      const show = input.type === "password";
+      input.type = show ? "text" : "password";
+      $("toggle-key").dataset.i18n = show ? "teacher.hide" : "teacher.show";
+      $("toggle-key").textContent = t($("toggle-key").dataset.i18n);
+    });
+    window.I18N.onChange(() => { if (page.reply) render(); });
+  });
+})();
