@@ -17,12 +17,21 @@ over method, path with query and an empty body; viewer tokens and sessions never
         exact bytes, metadata in `X-AIRClass-*` headers. 204 when `wait` seconds pass without
         one, or at once if the origin's ENDLIST state differs from the caller's `ended`.
         409 if `after` is ahead of the origin's newest segment (its numbering restarted).
+        With `&part=<n>` (an LL-HLS edge holding parts 0..n-1 of segment after+1), a part of
+        the origin's open segment is an answer too: 200 with the part's bytes and
+        `X-AIRClass-Part` (its index) as soon as part n exists. A finished segment's reply
+        lists its parts (`X-AIRClass-Parts`: duration/size/independent each, in order; the
+        body is their bytes joined), so an edge that joined late serves the same parts.
 
 Edge: `RelayManager.follow(path, origin)` runs one task per followed path. The task reads the
 origin's state once (join: it copies every segment still in the origin's ring, so its
 playlist matches at once), then long-polls for each next segment and appends it to the
 path's packager. A segment is on the edge one HTTP round trip after the origin made it; no
 polling interval is involved. Errors reconnect with exponential backoff (0.2 s to 5 s).
+In LL-HLS mode the long poll also asks for the next part, so a part is on the edge one round
+trip after the origin made it, and the edge's blocking playlist reloads and preload-hint part
+requests wake when it arrives, exactly as on the origin. Origin and edges must agree on
+--low-latency; the edge adopts the origin's PART-TARGET.
 
 Who follows what comes from the master: its register and heartbeat replies carry
 `{"streams": {path: {"origin", "origin_hls", "origin_api"}}, "peers": [...]}`; `apply`
@@ -52,7 +61,8 @@ from yarl import URL
 
 from airclass.cluster.link import ClusterView, Peer, StreamOrigin
 from airclass.cluster.signing import ReplayCache, SignatureError, sign, verify
-from airclass.hls.ring import RingError, Segment
+from airclass.hls.packager import HlsPackager
+from airclass.hls.ring import Part, RingError, Segment
 from airclass.web.http import HttpError, json_response
 from airclass.web.streams import LiveStream, StreamTable
 
@@ -79,6 +89,12 @@ H_VIDEO_CODEC: Final = "X-AIRClass-Video-Codec"
 H_AUDIO_CODEC: Final = "X-AIRClass-Audio-Codec"
 H_RESOLUTION: Final = "X-AIRClass-Resolution"
 H_NODE: Final = "X-AIRClass-Node"
+H_PART: Final = "X-AIRClass-Part"
+H_PART_DURATION: Final = "X-AIRClass-Part-Duration"
+H_PART_INDEPENDENT: Final = "X-AIRClass-Part-Independent"
+H_PARTS: Final = "X-AIRClass-Parts"
+H_PART_TARGET: Final = "X-AIRClass-Part-Target"
+MAX_PARTS: Final = 200
 
 _NAME: Final = r"[A-Za-z0-9_-]{1,64}"
 _PATH_RE: Final = re.compile(rf"{_NAME}/{_NAME}")
@@ -127,6 +143,98 @@ class RelayedSegment:
     video_codec: str | None
     audio_codec: str | None
     resolution: tuple[int, int] | None
+    part_target: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RelayedPart:
+    """One part of the origin's open segment, with that segment's metadata."""
+
+    sequence: int
+    index: int
+    part: Part
+    program_date_time: float
+    discontinuity: bool
+    target_duration: int
+    part_target: float | None
+    ended: bool
+
+
+def part_headers(stream: LiveStream, index: int, part: Part, node_id: str) -> dict[str, str]:
+    """Headers of a part reply: the part's own numbers and its open segment's."""
+    packager = stream.packager
+    open_segment = packager.open_segment()
+    return {
+        H_SEQUENCE: str(open_segment.sequence),
+        H_PART: str(index),
+        H_PART_DURATION: repr(part.duration),
+        H_PART_INDEPENDENT: "1" if part.independent else "0",
+        H_PDT: repr(open_segment.program_date_time),
+        H_DISCONTINUITY: "1" if open_segment.discontinuity else "0",
+        H_PART_TARGET: repr(packager.part_target),
+        H_NODE: node_id,
+        **state_headers(stream),
+    }
+
+
+def parse_part(headers: Mapping[str, str], body: bytes) -> RelayedPart:
+    """The inverse of `part_headers`; raises RelayError on anything malformed."""
+    duration = _header_float(headers, H_PART_DURATION)
+    pdt = _header_float(headers, H_PDT)
+    if duration < 0 or pdt < 0:
+        raise RelayError("negative part duration or program date time")
+    return RelayedPart(
+        sequence=_header_int(headers, H_SEQUENCE),
+        index=_header_int(headers, H_PART),
+        part=Part(duration, body, headers.get(H_PART_INDEPENDENT) == "1"),
+        program_date_time=pdt,
+        discontinuity=headers.get(H_DISCONTINUITY) == "1",
+        target_duration=max(1, _header_int(headers, H_TARGET)),
+        part_target=_part_target(headers),
+        ended=headers.get(H_ENDED) == "1",
+    )
+
+
+def _part_target(headers: Mapping[str, str]) -> float | None:
+    if H_PART_TARGET not in headers:
+        return None
+    value = _header_float(headers, H_PART_TARGET)
+    if not 0 < value <= 60:
+        raise RelayError(f"bad {H_PART_TARGET}")
+    return value
+
+
+def _parts_header(parts: tuple[Part, ...]) -> str:
+    return ",".join(
+        f"{part.duration!r}/{len(part.data)}/{int(part.independent)}" for part in parts
+    )
+
+
+def _split_parts(value: str, body: bytes) -> tuple[Part, ...]:
+    """A segment's parts from `X-AIRClass-Parts` and the segment bytes (their join)."""
+    if not value:
+        return ()
+    entries = value.split(",")
+    if len(entries) > MAX_PARTS:
+        raise RelayError(f"more than {MAX_PARTS} parts")
+    parts: list[Part] = []
+    offset = 0
+    for entry in entries:
+        fields = entry.split("/")
+        if len(fields) != 3 or not fields[1].isdigit() or fields[2] not in ("0", "1"):
+            raise RelayError(f"bad {H_PARTS}")
+        try:
+            duration = float(fields[0])
+        except ValueError:
+            raise RelayError(f"bad {H_PARTS}") from None
+        if not 0 <= duration < 1e6:
+            raise RelayError(f"bad {H_PARTS}")
+        size = int(fields[1])
+        parts.append(Part(duration, body[offset : offset + size], fields[2] == "1"))
+        offset += size
+    if offset != len(body):
+        raise RelayError(f"{H_PARTS} sizes add up to {offset}, not {len(body)}")
+    return tuple(parts)
 
 
 def segment_headers(segment: Segment, stream: LiveStream, node_id: str) -> dict[str, str]:
@@ -147,6 +255,10 @@ def segment_headers(segment: Segment, stream: LiveStream, node_id: str) -> dict[
         headers[H_AUDIO_CODEC] = packager.audio_codec
     if packager.resolution:
         headers[H_RESOLUTION] = f"{packager.resolution[0]}x{packager.resolution[1]}"
+    if segment.parts:
+        headers[H_PARTS] = _parts_header(segment.parts)
+    if packager.low_latency:
+        headers[H_PART_TARGET] = repr(packager.part_target)
     return headers
 
 
@@ -179,12 +291,14 @@ def parse_segment(headers: Mapping[str, str], body: bytes) -> RelayedSegment:
             program_date_time=pdt,
             discontinuity=disc == "1",
             discontinuity_sequence=disc_sequence,
+            parts=_split_parts(headers.get(H_PARTS, ""), body),
         ),
         target_duration=max(1, _header_int(headers, H_TARGET)),
         ended=headers.get(H_ENDED) == "1",
         video_codec=_codec(headers.get(H_VIDEO_CODEC)),
         audio_codec=_codec(headers.get(H_AUDIO_CODEC)),
         resolution=_resolution(headers.get(H_RESOLUTION)),
+        part_target=_part_target(headers),
     )
 
 
@@ -250,6 +364,7 @@ class RelayOrigin:
         self.replay = ReplayCache()
         self.requests = 0
         self.segments_sent = 0
+        self.parts_sent = 0
         self.refused = 0
 
     def add_routes(self, app: web.Application) -> None:
@@ -304,6 +419,9 @@ class RelayOrigin:
         after = _query_int(request, "after", -1, minimum=-1)
         wait = _query_float(request, "wait", DEFAULT_WAIT, maximum=MAX_WAIT)
         caller_ended = request.query.get("ended", "0") == "1"
+        have_parts = (
+            _query_int(request, "part", 0, minimum=0) if "part" in request.query else None
+        )
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait
         while True:
@@ -316,6 +434,15 @@ class RelayOrigin:
                     content_type="video/mp2t",
                     headers=segment_headers(segment, stream, self.node_id),
                 )
+            if have_parts is not None and stream.packager.next_sequence == after + 1:
+                part = stream.packager.part(after + 1, have_parts)
+                if part is not None:
+                    self.parts_sent += 1
+                    return web.Response(
+                        body=part.data,
+                        content_type="video/mp2t",
+                        headers=part_headers(stream, have_parts, part, self.node_id),
+                    )
             newest = stream.packager.newest_sequence
             if newest is not None and after > newest:
                 raise HttpError(
@@ -377,8 +504,12 @@ class FollowerStats:
     bytes: int = 0
     errors: int = 0
     resyncs: int = 0
+    parts: int = 0
     connected: bool = False
     last_error: str = ""
+    lag: float = 0.0
+    """Seconds from the end of the newest relayed segment (its program date time plus its
+    duration, on the origin's ingest clock) to the moment this edge listed it."""
 
 
 class _Follower:
@@ -511,6 +642,11 @@ class _Follower:
         manager = self.manager
         wait = manager.wait
         query = f"?after={after}&wait={wait:g}&ended={int(self._ended)}"
+        local = self.manager.streams.get(self.path)
+        if local is not None and local.packager.low_latency:
+            packager = local.packager
+            held = packager.open_parts if packager.next_sequence == after + 1 else 0
+            query += f"&part={held}"
         status, headers, body = await self._get(f"{RELAY_PREFIX}/{self.path}{query}", wait + 10)
         stream = self._stream()
         if stream is None:
@@ -526,7 +662,11 @@ class _Follower:
             raise Resync("this edge is ahead of the origin")
         if status != 200:
             raise RelayError(f"HTTP {status} {body[:200]!r}")
+        if H_PART in headers:
+            return self._take_part(packager, after, parse_part(headers, body))
         relayed = parse_segment(headers, body)
+        if relayed.part_target is not None:
+            packager.part_target = relayed.part_target
         segment = relayed.segment
         if segment.sequence <= after:
             raise Resync(f"origin sent segment {segment.sequence} after {after}")
@@ -542,10 +682,35 @@ class _Follower:
         except RingError as exc:
             raise Resync(str(exc)) from None
         self._ended = relayed.ended
+        self.stats.lag = max(0.0, time.time() - segment.program_date_time - segment.duration)
         self.stats.segments += 1
         self.stats.bytes += len(segment.data)
         manager.segments_relayed += 1
         return segment.sequence
+
+
+    def _take_part(self, packager: HlsPackager, after: int, relayed: RelayedPart) -> int:
+        """Serve the origin's newest part; the edge still holds `after` as its newest
+        finished segment."""
+        if relayed.sequence != after + 1:
+            raise Resync(f"origin sent part {relayed.sequence}.{relayed.index} after {after}")
+        try:
+            packager.append_part(
+                relayed.sequence,
+                relayed.index,
+                relayed.part,
+                program_date_time=relayed.program_date_time,
+                discontinuity=relayed.discontinuity,
+                target_duration=relayed.target_duration,
+                part_target=relayed.part_target,
+            )
+        except RingError as exc:
+            packager.discard_open_parts()
+            raise Resync(str(exc)) from None
+        self._ended = relayed.ended
+        self.stats.parts += 1
+        self.stats.bytes += len(relayed.part.data)
+        return after
 
 
 class RelayManager:
@@ -657,6 +822,8 @@ class RelayManager:
                     "bytes": f.stats.bytes,
                     "errors": f.stats.errors,
                     "resyncs": f.stats.resyncs,
+                    "parts": f.stats.parts,
+                    "lag": round(f.stats.lag, 3),
                 }
                 for path, f in sorted(self._followers.items())
             },

@@ -3,6 +3,12 @@
 Everything a viewer request needs is prepared when a segment is made: the playlist text, its
 gzip, the segment bytes. Serving is then a lookup of shared bytes, whatever the viewer count.
 Synchronous: the web layer turns `add_listener` callbacks into asyncio wake-ups.
+
+Low-latency mode (`PackagerConfig.low_latency`): each partial segment is muxed as its own small
+MPEG-TS (PAT and PMT first, continuity counters carried on) as soon as the segmenter closes it,
+and the full segment is its parts' bytes joined, so a legacy player reading full segments and an
+LL-HLS player reading parts get the same packets. The playlist (and its delta update) is
+re-rendered after every part.
 """
 
 from __future__ import annotations
@@ -17,9 +23,14 @@ from typing import Literal
 
 from airclass.hls.mpegts import TsContinuity, TsError
 from airclass.hls.muxer import MuxError, mux_segment
-from airclass.hls.playlist import TargetDuration, render_media_playlist
-from airclass.hls.ring import Segment, SegmentRing
-from airclass.hls.segmenter import PendingSegment, Segmenter
+from airclass.hls.playlist import (
+    OpenSegment,
+    TargetDuration,
+    render_ll_media_playlist,
+    render_media_playlist,
+)
+from airclass.hls.ring import Part, RingError, Segment, SegmentRing
+from airclass.hls.segmenter import PendingPart, PendingSegment, Segmenter, SegmenterEvent
 from airclass.media.bitstream import AacInfo, AvcInfo, BitstreamError, parse_asc, parse_avcc
 from airclass.media.frames import AudioConfig, Frame, MediaEvent, VideoConfig
 
@@ -48,10 +59,17 @@ class PackagerConfig:
     max_timestamp_jump: float = 5.0
     """Seconds of dts jump taken as a timestamp discontinuity."""
     segment_uri: str = "{sequence}.ts"
+    low_latency: bool = False
+    """LL-HLS: partial segments, blocking reload, preload hints, delta updates."""
+    part_target: float = 0.3
+    """Seconds; the longest a partial segment lasts (PART-TARGET)."""
+    part_uri: str = "{sequence}.{part}.ts"
 
     def __post_init__(self) -> None:
         if not 1 <= self.playlist_segments <= self.ring_segments:
             raise ValueError("need 1 <= playlist_segments <= ring_segments")
+        if self.low_latency and not 0.1 <= self.part_target <= self.target_duration:
+            raise ValueError("need 0.1 <= part_target <= target_duration")
 
 
 class HlsPackager:
@@ -73,6 +91,7 @@ class HlsPackager:
             max_duration=config.max_segment_duration,
             max_jump=config.max_timestamp_jump,
             name=path,
+            part_target=config.part_target if config.low_latency else None,
         )
         self._ring = SegmentRing(config.ring_segments, config.ring_bytes)
         self._continuity = TsContinuity()
@@ -96,8 +115,18 @@ class HlsPackager:
         self.segments_made = 0
         self.mux_errors = 0
         self._unconfigured_frames = 0
+        self.low_latency = config.low_latency
+        self.part_target = config.part_target
+        """PART-TARGET; an edge adopts its origin's."""
+        self._open_parts: list[Part] = []
+        self._open_pdt = 0.0
+        self._open_discontinuity = False
+        self.parts_made = 0
         self.playlist_bytes = b""
         self.playlist_gzip = b""
+        self.delta_bytes = b""
+        """The delta update (`_HLS_skip=YES`) in low-latency mode."""
+        self.delta_gzip = b""
         self._render()
 
     # -- what the web layer reads ------------------------------------------------------------
@@ -141,6 +170,33 @@ class HlsPackager:
     def segment(self, sequence: int) -> Segment | None:
         return self._ring.get(sequence)
 
+    @property
+    def next_sequence(self) -> int:
+        """Media sequence of the open segment (the one being made)."""
+        return self._ring.next_sequence
+
+    @property
+    def open_parts(self) -> int:
+        """Parts the open segment has so far."""
+        return len(self._open_parts)
+
+    def open_segment(self) -> OpenSegment:
+        disc = self._open_discontinuity
+        return OpenSegment(
+            sequence=self._ring.next_sequence,
+            parts=tuple(self._open_parts),
+            program_date_time=self._open_pdt,
+            discontinuity=disc,
+            discontinuity_sequence=self._ring.next_discontinuity_sequence + int(disc),
+        )
+
+    def part(self, sequence: int, index: int) -> Part | None:
+        """Part `index` of segment `sequence`, open or finished."""
+        if sequence == self._ring.next_sequence:
+            return self._open_parts[index] if 0 <= index < len(self._open_parts) else None
+        segment = self._ring.get(sequence)
+        return segment.part(index) if segment is not None else None
+
     def segments(self) -> list[Segment]:
         """Every servable segment, oldest first."""
         return list(self._ring)
@@ -159,7 +215,7 @@ class HlsPackager:
         log.info("stream %s: publisher started", self.path)
         self.publishing = True
         if len(self._ring) or self._segmenter.pending_frames:
-            self._emit(self._segmenter.flush())
+            self._flush()
             self._segmenter.mark_discontinuity()
             self._force_discontinuity = True
         # A reconnecting publisher sends its configs again, maybe different ones.
@@ -187,7 +243,7 @@ class HlsPackager:
         so that a reconnect continues it with a discontinuity."""
         log.info("stream %s: publisher stopped", self.path)
         self.publishing = False
-        if not self._emit(self._segmenter.flush()):
+        if not self._flush():
             self._render()
             self._notify()
 
@@ -208,12 +264,50 @@ class HlsPackager:
         unchanged. `target_duration` adopts the origin's value; `ended` its ENDLIST.
         Raises RingError if the segment cannot follow the newest one."""
         self._ring.append(segment)
+        self._clear_open()
         self._target.observe(segment.duration)
         if target_duration is not None:
             self._target.value = max(self._target.value, target_duration)
         self.ended_at = (self.ended_at or self._now()) if ended else None
         self.segments_made += 1
         self._measure_bandwidth()
+        self._render()
+        self._notify()
+
+    def append_part(
+        self,
+        sequence: int,
+        index: int,
+        part: Part,
+        *,
+        program_date_time: float,
+        discontinuity: bool,
+        target_duration: int | None = None,
+        part_target: float | None = None,
+    ) -> None:
+        """Serve a part made elsewhere (an edge relaying its origin's open segment).
+        Raises RingError unless it is the next part of this node's open segment."""
+        if sequence != self._ring.next_sequence or index != len(self._open_parts):
+            raise RingError(
+                f"part {sequence}.{index} does not follow "
+                f"{self._ring.next_sequence}.{len(self._open_parts)}"
+            )
+        if index == 0:
+            self._open_pdt = program_date_time
+            self._open_discontinuity = discontinuity and self._ring.newest is not None
+        if target_duration is not None:
+            self._target.value = max(self._target.value, target_duration)
+        if part_target is not None:
+            self.part_target = part_target
+        self._open_parts.append(part)
+        self.parts_made += 1
+        self._render()
+        self._notify()
+
+    def discard_open_parts(self) -> None:
+        """Forget the open segment's parts (an edge whose parts no longer match its
+        origin's fetches them again)."""
+        self._clear_open()
         self._render()
         self._notify()
 
@@ -234,6 +328,7 @@ class HlsPackager:
         """Forget every segment: an edge whose origin restarted its numbering starts over
         (a media sequence must never go back within one playlist's life)."""
         self._ring.clear()
+        self._clear_open()
         self._target = TargetDuration(self.config.target_duration)
         self.ended_at = None
         self.bandwidth = self.average_bandwidth = 0
@@ -284,7 +379,7 @@ class HlsPackager:
     def _config_changed(self, replacing: bool) -> None:
         """A new track or new codec parameters: frames muxed so far keep the old ones."""
         if replacing or self._segmenter.pending_frames:
-            self._emit(self._segmenter.flush())
+            self._flush()
             if len(self._ring):
                 self._segmenter.mark_discontinuity()
                 self._force_discontinuity = True
@@ -293,8 +388,70 @@ class HlsPackager:
         if (self._video if frame.kind == "video" else self._audio) is None:
             self._unconfigured_frames += 1
             return
+        if self.low_latency:
+            self._handle(self._segmenter.feed(frame, self._now()))
+            return
         for pending in self._segmenter.push(frame, self._now()):
             self._emit(pending)
+
+    def _flush(self) -> bool:
+        """Close the pending segment; False if none was added."""
+        if self.low_latency:
+            return self._handle(self._segmenter.flush_events())
+        return self._emit(self._segmenter.flush())
+
+    def _handle(self, events: list[SegmenterEvent]) -> bool:
+        added = False
+        for event in events:
+            if isinstance(event, PendingPart):
+                self._emit_part(event)
+            else:
+                added = self._emit_from_parts(event) or added
+        return added
+
+    def _clear_open(self) -> None:
+        self._open_parts = []
+        self._open_pdt = 0.0
+        self._open_discontinuity = False
+
+    def _emit_part(self, pending: PendingPart) -> None:
+        """Mux, store and announce a part of the open segment."""
+        try:
+            data = self._continuity.rewrite(mux_segment(pending.frames, self._video, self._audio))
+        except (MuxError, TsError) as exc:
+            self.mux_errors += 1
+            log.error("stream %s: dropping a part that failed to mux: %s", self.path, exc)
+            return
+        if not self._open_parts:
+            self._open_pdt = pending.program_date_time
+            self._open_discontinuity = self._ring.newest is not None and (
+                pending.discontinuity or self._force_discontinuity
+            )
+            self._force_discontinuity = False
+        self._open_parts.append(Part(pending.duration, data, pending.independent))
+        self.parts_made += 1
+        self._render()
+        self._notify()
+
+    def _emit_from_parts(self, pending: PendingSegment) -> bool:
+        """Close the open segment: its bytes are its parts' bytes joined."""
+        parts = tuple(self._open_parts)
+        if not parts:
+            self._force_discontinuity = True
+            return False
+        discontinuity = self._open_discontinuity
+        segment = Segment(
+            sequence=self._ring.next_sequence,
+            duration=pending.duration,
+            data=b"".join(part.data for part in parts),
+            program_date_time=self._open_pdt,
+            discontinuity=discontinuity,
+            discontinuity_sequence=self._ring.next_discontinuity_sequence + int(discontinuity),
+            parts=parts,
+        )
+        self._clear_open()
+        self._store(segment)
+        return True
 
     def _emit(self, pending: PendingSegment | None) -> bool:
         """Mux, store and announce a closed segment; False if there was none to add."""
@@ -318,17 +475,21 @@ class HlsPackager:
             discontinuity=discontinuity,
             discontinuity_sequence=self._ring.next_discontinuity_sequence + int(discontinuity),
         )
+        self._store(segment)
+        return True
+
+    def _store(self, segment: Segment) -> None:
         self._ring.append(segment)
         self._target.observe(segment.duration)
         self.segments_made += 1
         self._measure_bandwidth()
         log.debug(
-            "stream %s: segment %d, %.3f s, %d bytes%s", self.path, segment.sequence,
-            segment.duration, len(data), ", discontinuity" if discontinuity else "",
+            "stream %s: segment %d, %.3f s, %d bytes, %d parts%s", self.path, segment.sequence,
+            segment.duration, len(segment.data), len(segment.parts),
+            ", discontinuity" if segment.discontinuity else "",
         )
         self._render()
         self._notify()
-        return True
 
     def _measure_bandwidth(self) -> None:
         timed = [
@@ -343,14 +504,34 @@ class HlsPackager:
         self.average_bandwidth = math.ceil(sum(len(s.data) for s in timed) * 8 / total_seconds)
 
     def _render(self) -> None:
-        text = render_media_playlist(
-            self._ring.newest_segments(self.config.playlist_segments),
-            target_duration=self._target.value,
-            ended=self.ended_at is not None,
-            segment_uri=self.config.segment_uri,
-        )
-        self.playlist_bytes = text.encode()
-        self.playlist_gzip = gzip.compress(self.playlist_bytes, compresslevel=6, mtime=0)
+        segments = self._ring.newest_segments(self.config.playlist_segments)
+        ended = self.ended_at is not None
+        if not self.low_latency:
+            text = render_media_playlist(
+                segments,
+                target_duration=self._target.value,
+                ended=ended,
+                segment_uri=self.config.segment_uri,
+            )
+            self.playlist_bytes = text.encode()
+            self.playlist_gzip = _gzip(self.playlist_bytes)
+            return
+        for skip in (False, True):
+            text = render_ll_media_playlist(
+                segments,
+                open_segment=None if ended else self.open_segment(),
+                target_duration=self._target.value,
+                part_target=self.part_target,
+                ended=ended,
+                skip=skip,
+                segment_uri=self.config.segment_uri,
+                part_uri=self.config.part_uri,
+            )
+            body = text.encode()
+            if skip:
+                self.delta_bytes, self.delta_gzip = body, _gzip(body)
+            else:
+                self.playlist_bytes, self.playlist_gzip = body, _gzip(body)
 
     def _notify(self) -> None:
         for listener in list(self._listeners):
@@ -358,3 +539,7 @@ class HlsPackager:
                 listener()
             except Exception:
                 log.exception("stream %s: playlist listener failed", self.path)
+
+
+def _gzip(body: bytes) -> bytes:
+    return gzip.compress(body, compresslevel=6, mtime=0)

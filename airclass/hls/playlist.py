@@ -9,18 +9,37 @@ integer rounding of the longest segment ever seen) and never lets it decrease. R
 nearest rather than up keeps a 2.002-s segment (29.97 fps) under a target of 2, since players
 pace their reloads and live edge on the target duration. The target only grows when a segment
 longer than any before it appears (an encoder keyframe interval above the configured target).
+
+Low-latency HLS (RFC 8216bis, `render_ll_media_playlist`): the same segments, plus EXT-X-PART
+for the open segment and the segments of the last three target durations, a PRELOAD-HINT for
+the next part, EXT-X-SERVER-CONTROL (blocking reload; delta updates with CAN-SKIP-UNTIL at six
+target durations, the minimum the spec allows; PART-HOLD-BACK at three part targets) and, for
+`_HLS_skip=YES`, a delta update whose EXT-X-SKIP replaces the oldest segments. Version 9: the
+version that introduced EXT-X-SKIP; players that predate LL-HLS ignore the tags they do not
+know and play the full segments. `block_decision` answers a blocking reload (`_HLS_msn`,
+`_HLS_part`, §6.2.5.2) from the packager's position.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import NamedTuple
+from typing import Literal, NamedTuple
 
-from airclass.hls.ring import Segment
+from airclass.hls.ring import Part, Segment
 
 HLS_VERSION = 3
+LL_HLS_VERSION = 9
+PART_HOLD_BACK_PARTS = 3
+"""PART-HOLD-BACK in part targets: the minimum RFC 8216bis §4.4.3.8 allows."""
+SKIP_UNTIL_TARGETS = 6
+"""CAN-SKIP-UNTIL in target durations: the minimum §4.4.3.8 allows."""
+PART_LIST_TARGETS = 3
+"""Parts stay listed for segments within this many target durations of the live edge."""
+ADVANCE_PART_LIMIT = 3
+"""A blocking request for a part this far beyond the newest one is refused (§6.2.5.2)."""
 
 SegmentUri = Callable[[Segment], str] | str
 
@@ -126,3 +145,143 @@ def render_multivariant_playlist(variants: Iterable[VariantLike]) -> str:
         lines.append("#EXT-X-STREAM-INF:" + ",".join(attributes))
         lines.append(uri)
     return "\n".join(lines) + "\n"
+
+
+@dataclass(frozen=True, slots=True)
+class OpenSegment:
+    """The segment being made in low-latency mode: the parts it has so far."""
+
+    sequence: int
+    parts: tuple[Part, ...]
+    program_date_time: float
+    discontinuity: bool
+    discontinuity_sequence: int
+
+
+def _decimal(seconds: float) -> str:
+    return f"{seconds:.3f}"
+
+
+def skipped_segments(segments: Sequence[Segment], skip_until: float) -> int:
+    """How many of the oldest segments a delta update replaces with EXT-X-SKIP: each one
+    followed by at least `skip_until` seconds of segments."""
+    remaining = sum(segment.duration for segment in segments)
+    count = 0
+    for segment in segments:
+        remaining -= segment.duration
+        if remaining < skip_until:
+            break
+        count += 1
+    return count
+
+
+def render_ll_media_playlist(
+    segments: Sequence[Segment],
+    *,
+    open_segment: OpenSegment | None,
+    target_duration: int,
+    part_target: float,
+    ended: bool,
+    skip: bool = False,
+    segment_uri: str = "{sequence}.ts",
+    part_uri: str = "{sequence}.{part}.ts",
+) -> str:
+    """A low-latency media playlist (`skip`: its delta update). Deterministic in its inputs,
+    so every node holding the same segments and parts writes the same bytes."""
+    skip_until = SKIP_UNTIL_TARGETS * target_duration
+    first_sequence = segments[0].sequence if segments else None
+    if first_sequence is not None:
+        first = segments[0]
+        media_sequence = first_sequence
+        discontinuity_sequence = first.discontinuity_sequence - int(first.discontinuity)
+    elif open_segment is not None:
+        media_sequence = open_segment.sequence
+        discontinuity_sequence = open_segment.discontinuity_sequence - int(
+            open_segment.discontinuity
+        )
+    else:
+        media_sequence = discontinuity_sequence = 0
+    lines = [
+        "#EXTM3U",
+        f"#EXT-X-VERSION:{LL_HLS_VERSION}",
+        f"#EXT-X-TARGETDURATION:{target_duration}",
+        "#EXT-X-SERVER-CONTROL:CAN-BLOCK-RELOAD=YES,"
+        f"CAN-SKIP-UNTIL={_decimal(skip_until)},"
+        f"PART-HOLD-BACK={_decimal(PART_HOLD_BACK_PARTS * part_target)}",
+        f"#EXT-X-PART-INF:PART-TARGET={_decimal(part_target)}",
+        f"#EXT-X-MEDIA-SEQUENCE:{media_sequence}",
+    ]
+    if discontinuity_sequence:
+        lines.append(f"#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuity_sequence}")
+    skipped = skipped_segments(segments, skip_until) if skip else 0
+    if skipped:
+        lines.append(f"#EXT-X-SKIP:SKIPPED-SEGMENTS={skipped}")
+
+    # Parts are listed for the newest segments only (§4.4.4.9: older ones SHOULD be removed).
+    with_parts = len(segments)
+    tail = 0.0
+    for index in range(len(segments) - 1, -1, -1):
+        if tail >= PART_LIST_TARGETS * target_duration:
+            break
+        with_parts = index
+        tail += segments[index].duration
+
+    def add_parts(sequence: int, parts: Sequence[Part]) -> None:
+        for number, part in enumerate(parts):
+            uri = part_uri.format(sequence=sequence, part=number)
+            independent = ",INDEPENDENT=YES" if part.independent else ""
+            lines.append(
+                f'#EXT-X-PART:DURATION={_decimal(part.duration)},URI="{uri}"{independent}'
+            )
+
+    listed = segments[skipped:]
+    for offset, segment in enumerate(listed):
+        if segment.discontinuity:
+            lines.append("#EXT-X-DISCONTINUITY")
+        if offset == 0 or segment.discontinuity:
+            lines.append(
+                f"#EXT-X-PROGRAM-DATE-TIME:{format_program_date_time(segment.program_date_time)}"
+            )
+        if skipped + offset >= with_parts:
+            add_parts(segment.sequence, segment.parts)
+        lines.append(f"#EXTINF:{segment.duration:.3f},")
+        lines.append(segment_uri.format(sequence=segment.sequence))
+    if ended:
+        lines.append("#EXT-X-ENDLIST")
+    elif open_segment is not None:
+        if open_segment.parts:
+            if open_segment.discontinuity and listed:
+                lines.append("#EXT-X-DISCONTINUITY")
+            if not listed or open_segment.discontinuity:
+                pdt = format_program_date_time(open_segment.program_date_time)
+                lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{pdt}")
+            add_parts(open_segment.sequence, open_segment.parts)
+        hint = part_uri.format(sequence=open_segment.sequence, part=len(open_segment.parts))
+        lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{hint}"')
+    return "\n".join(lines) + "\n"
+
+
+BlockDecision = Literal["ready", "wait", "bad"]
+
+
+def block_decision(
+    msn: int, part: int | None, *, next_sequence: int, open_parts: int, ended: bool
+) -> BlockDecision:
+    """Whether a blocking playlist reload for segment `msn` (part `part`) can be answered.
+
+    `next_sequence` is the open segment (the one after the newest complete segment) and
+    `open_parts` how many parts it has. Ready once the playlist holds the segment, or that part
+    of it, or anything later; "bad" (400) when it is further ahead than the spec lets a client
+    ask: two segments past the newest complete one, or ADVANCE_PART_LIMIT parts past the newest
+    part.
+    """
+    if ended or msn < next_sequence:
+        return "ready"
+    if msn > next_sequence + 1:
+        return "bad"
+    if msn == next_sequence and part is not None:
+        if part < open_parts:
+            return "ready"
+        if part >= open_parts + ADVANCE_PART_LIMIT:
+            return "bad"
+    return "wait"

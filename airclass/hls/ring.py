@@ -24,6 +24,17 @@ class RingError(ValueError):
 
 
 @dataclass(frozen=True, slots=True)
+class Part:
+    """One partial segment (low-latency HLS), shared read-only by every viewer."""
+
+    duration: float
+    """Seconds (EXT-X-PART DURATION)."""
+    data: bytes
+    independent: bool
+    """Starts with a keyframe (INDEPENDENT=YES)."""
+
+
+@dataclass(frozen=True, slots=True)
 class Segment:
     """One finished MPEG-TS segment, shared read-only by every viewer."""
 
@@ -38,6 +49,11 @@ class Segment:
     """An EXT-X-DISCONTINUITY tag precedes this segment."""
     discontinuity_sequence: int
     """Discontinuity tags from the start of the stream up to and including this segment's."""
+    parts: tuple[Part, ...] = ()
+    """Its partial segments in low-latency mode; their bytes, joined, are `data`."""
+
+    def part(self, index: int) -> Part | None:
+        return self.parts[index] if 0 <= index < len(self.parts) else None
 
 
 class SegmentRing:
@@ -108,7 +124,7 @@ class SegmentRing:
                 evicted = self.clear()
         self._segments.append(segment)
         self._by_sequence[segment.sequence] = segment
-        self.total_bytes += len(segment.data)
+        self.total_bytes += _size(segment)
         while len(self._segments) > 1 and (
             len(self._segments) > self.max_segments or self.total_bytes > self.max_bytes
         ):
@@ -126,5 +142,10 @@ class SegmentRing:
     def _evict(self) -> Segment:
         old = self._segments.popleft()
         del self._by_sequence[old.sequence]
-        self.total_bytes -= len(old.data)
+        self.total_bytes -= _size(old)
         return old
+
+
+def _size(segment: Segment) -> int:
+    """Bytes a segment holds, its parts included."""
+    return len(segment.data) + sum(len(part.data) for part in segment.parts)

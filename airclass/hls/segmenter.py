@@ -11,13 +11,25 @@ Rules:
 - Bounded: a segment that reaches `max_bytes` or `max_duration` (a publisher that stops sending
   keyframes) is force-cut at the next frame, which then starts a segment without a keyframe.
 - RTMP timestamps are 32-bit milliseconds that wrap, and encoders glitch: a dts that goes
-  backwards within its track, or jumps more than `max_jump` seconds from the stream's latest,
-  closes the segment and starts the next one with `discontinuity=True`.
+  backwards within its track, jumps more than `max_jump` seconds from the stream's latest, or
+  moves forward within its track more than `max_gap` seconds beyond the wall-clock time since
+  that track's previous frame, closes the segment and starts the next one with
+  `discontinuity=True`. The last rule catches small forward jumps (which would otherwise stretch
+  a segment by the jump and grow the target duration) without mistaking a real pause in a
+  variable-frame-rate video, whose timestamps keep pace with the clock, for a jump; and it
+  looks at one track only, so a constant audio/video offset is never a jump.
+
+Low-latency HLS (`part_target`): the open segment is also cut into partial segments as frames
+arrive, at frame boundaries of the track that drives the cuts, so that each part lasts at most
+`part_target` (RFC 8216bis §4.4.4.9). A segment's parts, in order, hold exactly its frames;
+`feed` returns the parts and segments in the order they close (a segment's last part just before
+the segment). Audio already sent in a part is never moved to the next segment.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass
 
 from airclass.media.frames import Frame, MediaKind
@@ -44,6 +56,26 @@ class PendingSegment:
         return sum(len(frame.data) for frame in self.frames)
 
 
+@dataclass(frozen=True, slots=True)
+class PendingPart:
+    """A closed partial segment's frames, before muxing."""
+
+    frames: tuple[Frame, ...]
+    index: int
+    """Position within its segment, from 0."""
+    duration: float
+    """Seconds from this part's first cut-track dts to the next part's."""
+    independent: bool
+    """Its first frame of the cut track is a keyframe: a player can start decoding here."""
+    program_date_time: float
+    """Its segment's program date time."""
+    discontinuity: bool
+    """Its segment's discontinuity flag."""
+
+
+SegmenterEvent = PendingPart | PendingSegment
+
+
 class Segmenter:
     """Cuts one stream's frames into segments; see the module docstring for the rules."""
 
@@ -55,16 +87,21 @@ class Segmenter:
         max_bytes: int = 16 << 20,
         max_duration: float = 15.0,
         max_jump: float = 5.0,
+        max_gap: float = 1.0,
         name: str = "",
+        part_target: float | None = None,
     ) -> None:
         if target_duration <= 0:
             raise ValueError("target_duration must be positive")
+        if part_target is not None and not 0 < part_target <= target_duration:
+            raise ValueError("part_target must be in (0, target_duration]")
         if max_duration <= target_duration:
             raise ValueError("max_duration must exceed target_duration")
         self.target_ms = round(target_duration * 1000)
         self.max_bytes = max_bytes
         self.max_ms = round(max_duration * 1000)
         self.max_jump_ms = round(max_jump * 1000)
+        self.max_gap_ms = round(max_gap * 1000)
         self.has_video = has_video
         """Whether video keyframes are the cut points (set by the packager from the configs)."""
         self.name = name
@@ -82,9 +119,16 @@ class Segmenter:
         self._segment_discontinuity = False
         self._next_discontinuity = False
         self._last_dts: dict[MediaKind, int] = {}
+        self._last_wall: dict[MediaKind, float] = {}
         self._delta: dict[MediaKind, int] = {}
         self._max_dts: int | None = None
         self._last_keyframe_dts: int | None = None
+        self.part_ms = round(part_target * 1000) if part_target is not None else None
+        self._part_start = 0
+        """Index in `_frames` of the open part's first frame (0 without parts)."""
+        self._part_start_dts = 0
+        self._part_index = 0
+        self._events: list[SegmenterEvent] = []
 
     @property
     def pending_frames(self) -> int:
@@ -103,22 +147,38 @@ class Segmenter:
     def flush(self) -> PendingSegment | None:
         """Close the pending segment now (stream end, codec change); the next segment starts
         at a cut point again."""
-        return self._close()
+        segment = self._close()
+        self._events.clear()
+        return segment
+
+    def flush_events(self) -> list[SegmenterEvent]:
+        """`flush` with the segment's last part before it (low-latency mode)."""
+        self._close()
+        return self._drain()
 
     def push(self, frame: Frame, now: float) -> list[PendingSegment]:
         """Add one frame that arrived at wall clock `now`; returns the segments it closed."""
-        closed: list[PendingSegment] = []
-        if self._is_jump(frame):
+        return [e for e in self.feed(frame, now) if isinstance(e, PendingSegment)]
+
+    def feed(self, frame: Frame, now: float) -> list[SegmenterEvent]:
+        """`push`, returning the parts it closed too, in order."""
+        self._push(frame, now)
+        return self._drain()
+
+    def _drain(self) -> list[SegmenterEvent]:
+        events, self._events = self._events, []
+        return events
+
+    def _push(self, frame: Frame, now: float) -> None:
+        if self._is_jump(frame, now):
             log.warning(
                 "stream %s: %s dts jumps from %s to %d ms, starting a discontinuity",
                 self.name, frame.kind, self._last_dts.get(frame.kind, self._max_dts), frame.dts,
             )
             self.discontinuities += 1
-            segment = self._close()
-            if segment is not None:
-                closed.append(segment)
+            self._close()
             self.mark_discontinuity()
-        self._track(frame)
+        self._track(frame, now)
 
         if len(frame.data) > self.max_bytes:
             self.dropped_frames += 1
@@ -126,7 +186,7 @@ class Segmenter:
                 "stream %s: dropping a %d-byte %s frame (segment cap %d bytes)",
                 self.name, len(frame.data), frame.kind, self.max_bytes,
             )
-            return closed
+            return
 
         cut_point = frame.keyframe and (frame.kind == "video" or not self.has_video)
         if not self._frames:
@@ -134,12 +194,11 @@ class Segmenter:
                 self._start(frame, now, ())
             else:
                 self.dropped_frames += 1
-            return closed
+            return
 
         elapsed = frame.dts - self._start_dts
         if cut_point and elapsed >= self.target_ms:
-            segment, carried = self._cut(frame.dts)
-            closed.append(segment)
+            carried = self._cut(frame.dts)
             self._start(frame, now, carried)
         elif elapsed > self.max_ms or self._bytes + len(frame.data) > self.max_bytes:
             self.forced_cuts += 1
@@ -148,26 +207,79 @@ class Segmenter:
                 "(is the encoder's keyframe interval too long?)",
                 self.name, elapsed / 1000, self._bytes,
             )
-            closed.append(self._segment(tuple(self._frames), elapsed / 1000))
+            self._segment(tuple(self._frames), frame.dts)
             self._start(frame, now, ())
         else:
+            self._maybe_cut_part(frame)
             self._frames.append(frame)
             self._bytes += len(frame.data)
-        return closed
 
-    def _is_jump(self, frame: Frame) -> bool:
+    def _cut_kind(self) -> MediaKind:
+        return "video" if self.has_video else "audio"
+
+    def _maybe_cut_part(self, frame: Frame) -> None:
+        """Close the open part before `frame` if one more frame would take it past the part
+        target, so that parts stay within PART-TARGET."""
+        if self.part_ms is None or frame.kind != self._cut_kind():
+            return
+        if len(self._frames) <= self._part_start:
+            return
+        elapsed = frame.dts - self._part_start_dts
+        if elapsed <= 0:
+            return
+        goal = self._part_goal(self.part_ms)
+        if elapsed >= goal or elapsed + self._delta.get(frame.kind, 0) > goal:
+            self._emit_part(tuple(self._frames[self._part_start:]), frame.dts)
+            self._part_start = len(self._frames)
+            self._part_start_dts = frame.dts
+
+    def _part_goal(self, part_ms: int) -> float:
+        """The open part's length: the time left until the segment is expected to end (the
+        first keyframe at or after the target, from the keyframe interval seen so far) split
+        evenly into parts of at most `part_ms`. Even parts keep the last one from being a
+        single frame (a 2 s GOP cut at 280 ms leaves 40 ms), which players handle badly."""
+        span = self.target_ms
+        if self.has_video and self.keyframe_interval:
+            interval = max(1, round(self.keyframe_interval * 1000))
+            span = interval * max(1, math.ceil(self.target_ms / interval))
+        remaining = self._start_dts + span - self._part_start_dts
+        if remaining <= part_ms:
+            return part_ms
+        return remaining / math.ceil(remaining / part_ms)
+
+    def _emit_part(self, frames: tuple[Frame, ...], end_dts: int) -> None:
+        kind = self._cut_kind()
+        first = next((f for f in frames if f.kind == kind), None)
+        self._events.append(
+            PendingPart(
+                frames=frames,
+                index=self._part_index,
+                duration=max(0, end_dts - self._part_start_dts) / 1000,
+                independent=first is not None and first.keyframe,
+                program_date_time=self._start_wall,
+                discontinuity=self._segment_discontinuity,
+            )
+        )
+        self._part_index += 1
+
+    def _is_jump(self, frame: Frame, now: float) -> bool:
         if self._max_dts is None:
             return False
         last = self._last_dts.get(frame.kind)
-        if last is not None and frame.dts < last:
-            return True
+        if last is not None:
+            if frame.dts < last:
+                return True
+            elapsed_ms = max(0.0, now - self._last_wall[frame.kind]) * 1000
+            if frame.dts - last - elapsed_ms > self.max_gap_ms:
+                return True
         return abs(frame.dts - self._max_dts) > self.max_jump_ms
 
-    def _track(self, frame: Frame) -> None:
+    def _track(self, frame: Frame, now: float) -> None:
         last = self._last_dts.get(frame.kind)
         if last is not None and frame.dts > last:
             self._delta[frame.kind] = frame.dts - last
         self._last_dts[frame.kind] = frame.dts
+        self._last_wall[frame.kind] = now
         self._max_dts = frame.dts if self._max_dts is None else max(self._max_dts, frame.dts)
         if frame.kind == "video" and frame.keyframe:
             if self._last_keyframe_dts is not None and frame.dts > self._last_keyframe_dts:
@@ -176,6 +288,7 @@ class Segmenter:
 
     def _reset_timeline(self) -> None:
         self._last_dts.clear()
+        self._last_wall.clear()
         self._max_dts = None
         self._last_keyframe_dts = None
 
@@ -186,21 +299,24 @@ class Segmenter:
         self._start_wall = now
         self._segment_discontinuity = self._next_discontinuity
         self._next_discontinuity = False
+        self._part_start = 0
+        self._part_start_dts = frame.dts
+        self._part_index = 0
 
-    def _cut(self, keyframe_dts: int) -> tuple[PendingSegment, tuple[Frame, ...]]:
-        kept: list[Frame] = []
+    def _cut(self, keyframe_dts: int) -> tuple[Frame, ...]:
+        """Close the segment at a keyframe; returns the audio frames that move to the next."""
+        kept: list[Frame] = self._frames[: self._part_start]
         carried: list[Frame] = []
-        for f in self._frames:
+        for f in self._frames[self._part_start :]:
             (carried if f.kind == "audio" and f.dts >= keyframe_dts else kept).append(f)
-        segment = self._segment(tuple(kept), (keyframe_dts - self._start_dts) / 1000)
-        return segment, tuple(carried)
+        self._segment(tuple(kept), keyframe_dts)
+        return tuple(carried)
 
     def _close(self) -> PendingSegment | None:
         """Close the pending segment with an estimated end (no next frame to measure to)."""
         if not self._frames:
             return None
-        duration = max(0, self._estimated_end() - self._start_dts) / 1000
-        return self._segment(tuple(self._frames), duration)
+        return self._segment(tuple(self._frames), max(self._start_dts, self._estimated_end()))
 
     def _estimated_end(self) -> int:
         """Last frame's dts plus one frame interval, on the track that drives the cuts."""
@@ -208,13 +324,19 @@ class Segmenter:
         dts = [f.dts for f in self._frames if f.kind == kind] or [f.dts for f in self._frames]
         return max(dts) + self._delta.get(kind, 0)
 
-    def _segment(self, frames: tuple[Frame, ...], duration: float) -> PendingSegment:
+    def _segment(self, frames: tuple[Frame, ...], end_dts: int) -> PendingSegment:
+        """Close the segment at `end_dts` (its open part first, with parts on)."""
+        if self.part_ms is not None and len(frames) > self._part_start:
+            self._emit_part(frames[self._part_start :], end_dts)
         self._frames = []
         self._bytes = 0
-        return PendingSegment(
+        self._part_start = 0
+        segment = PendingSegment(
             frames=frames,
             start_dts=self._start_dts,
-            duration=duration,
+            duration=(end_dts - self._start_dts) / 1000,
             program_date_time=self._start_wall,
             discontinuity=self._segment_discontinuity,
         )
+        self._events.append(segment)
+        return segment

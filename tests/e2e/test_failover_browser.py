@@ -49,8 +49,9 @@ const hls = new Hls({
   playlistLoadPolicy: policy(2000, 4000),
   fragLoadPolicy: policy(2000, 8000),
 });
+// LL-HLS: a segment still being made is played from its parts and has no URL of its own yet.
 hls.on(Hls.Events.FRAG_CHANGED, (_e, d) =>
-  log.frags.push([performance.now(), d.frag.sn, new URL(d.frag.url).host]));
+  log.frags.push([performance.now(), d.frag.sn, new URL(d.frag.url || d.frag.baseurl).host]));
 hls.on(Hls.Events.LEVEL_LOADED, (_e, d) =>
   log.levels.push([performance.now(), d.details.startSN, d.details.endSN,
                    new URL(d.details.url).host]));

@@ -180,13 +180,18 @@
       if (this.opts.muted) video.muted = true;
       if (window.Hls && window.Hls.isSupported()) {
         const Hls = window.Hls;
+        // LL-HLS: hls.js loads parts, blocks on playlist reloads and plays PART-HOLD-BACK
+        // behind the live edge. A live-sync count given to the constructor would override
+        // PART-HOLD-BACK, so the plain-HLS distance (two segments) is set on the live config
+        // afterwards: hls.js uses it only for playlists without a hold-back.
         const hls = new Hls({
-          liveSyncDurationCount: 2,
-          liveMaxLatencyDurationCount: 6,
+          lowLatencyMode: true,
           maxLiveSyncPlaybackRate: 1.2,
           backBufferLength: 30,
           xhrSetup: (xhr, requested) => { xhr.open("GET", this.rewrite(requested), true); },
         });
+        hls.config.liveSyncDurationCount = 2;
+        hls.config.liveMaxLatencyDurationCount = 6;
         this.hls = hls;
         const primaryHost = new URL(url).host;
         hls.on(Hls.Events.MANIFEST_PARSED, () => this.play());
