@@ -14,6 +14,7 @@ stops them in that order; a child that dies on its own stops the demo with an er
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
 import logging
 import os
@@ -104,6 +105,7 @@ class Demo:
             env=self._env(),
             stdin=subprocess.DEVNULL,
             start_new_session=True,
+            preexec_fn=_die_with_parent if sys.platform == "linux" else None,
         )
         child = Child(name, proc)
         self.children.append(child)
@@ -266,6 +268,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         demo.stop()
     print("demo stopped.", flush=True)
     return status
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: get SIGTERM if the demo itself dies (even by SIGKILL), so a
+    killed demo never leaves servers running in their own sessions."""
+    try:
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except OSError:
+        pass
 
 
 if __name__ == "__main__":

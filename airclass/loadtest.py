@@ -2,9 +2,13 @@
 
 Each viewer gets its own token (from a master or slave URL) or uses the given `hls_url`, reads
 the entry playlist, then reloads the media playlist about once per target duration and fetches
-every new segment, as a player does. Playback is simulated: the viewer starts playing once it
-holds `start_segments` segments (three target durations back from the live edge, like hls.js)
-and plays in real time; a stall is a moment when its buffer runs dry.
+every new segment, as a player does. When its node stops answering (connection refused or
+reset, a timeout, a 5xx) it moves to the next variant of the entry playlist, as hls.js does
+with redundant streams, and carries on from the same media sequence.
+
+Playback is simulated: the viewer starts playing once it holds `start_segments` segments
+(three target durations back from the live edge, like hls.js) and plays in real time; a stall
+is a moment when its buffer runs dry.
 
 Reports stalls, segment fetch time p50/p99, playlist age (how far behind the wall clock the
 newest listed segment ends, from EXT-X-PROGRAM-DATE-TIME), bytes/s, and the serving nodes'
@@ -44,6 +48,8 @@ class ViewerResult:
     fetch_times: list[float] = field(default_factory=list)
     playlist_ages: list[float] = field(default_factory=list)
     started: bool = False
+    failovers: int = 0
+    parts: int = 0
 
 
 @dataclass
@@ -53,6 +59,9 @@ class Playlist:
     segments: list[tuple[int, float, str, float | None]]
     """(sequence, duration, uri, program date time of the segment start)"""
     ended: bool
+    parts: list[tuple[int, int, float, str]] = field(default_factory=list)
+    """LL-HLS EXT-X-PART entries: (segment sequence, part index, duration, uri)."""
+    part_hold_back: float = 0.0
 
 
 def parse_media_playlist(text: str) -> Playlist:
@@ -62,8 +71,17 @@ def parse_media_playlist(text: str) -> Playlist:
     segments: list[tuple[int, float, str, float | None]] = []
     duration = 0.0
     pdt: float | None = None
+    parts: list[tuple[int, int, float, str]] = []
+    hold_back = 0.0
     for line in text.splitlines():
-        if line.startswith("#EXT-X-TARGETDURATION:"):
+        if line.startswith("#EXT-X-PART:"):
+            attrs = dict(a.split("=", 1) for a in line[12:].split(",") if "=" in a)
+            owner = sequence + len(segments)
+            index = sum(1 for p in parts if p[0] == owner)
+            parts.append((owner, index, float(attrs["DURATION"]), attrs["URI"].strip('"')))
+        elif line.startswith("#EXT-X-SERVER-CONTROL:") and "PART-HOLD-BACK=" in line:
+            hold_back = float(line.split("PART-HOLD-BACK=", 1)[1].split(",", 1)[0])
+        elif line.startswith("#EXT-X-TARGETDURATION:"):
             target = float(line.split(":", 1)[1])
         elif line.startswith("#EXT-X-MEDIA-SEQUENCE:"):
             sequence = int(line.split(":", 1)[1])
@@ -78,14 +96,26 @@ def parse_media_playlist(text: str) -> Playlist:
             segments.append((sequence + len(segments), duration, line, pdt))
             if pdt is not None:
                 pdt += duration
-    return Playlist(target, sequence, segments, ended)
+    return Playlist(target, sequence, segments, ended, parts, hold_back)
 
 
 def first_variant(text: str) -> str:
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            return line
-    raise ValueError("multivariant playlist without a variant")
+    return variants(text)[0]
+
+
+def variants(text: str) -> list[str]:
+    """The variant URIs of a multivariant playlist, in order (the first is the primary)."""
+    found = [line for line in text.splitlines() if line and not line.startswith("#")]
+    if not found:
+        raise ValueError("multivariant playlist without a variant")
+    return found
+
+
+class NodeDown(Exception):
+    """The serving node did not answer (refused, reset, timed out, or a 5xx)."""
+
+
+_NODE_ERRORS = (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError, TimeoutError)
 
 
 class Viewer:
@@ -97,7 +127,9 @@ class Viewer:
         result: ViewerResult,
         deadline: float,
         start_segments: int,
+        low_latency: bool = False,
     ) -> None:
+        self.low_latency = low_latency
         self.name = name
         self.http = session
         self.hls_url = hls_url
@@ -124,24 +156,49 @@ class Viewer:
         self.playing_since = None  # rebuffer: wait for start_segments again, like a player
 
     async def _get(self, url: str) -> bytes:
-        async with self.http.get(url) as resp:
-            if resp.status != 200:
-                raise aiohttp.ClientResponseError(resp.request_info, (), status=resp.status)
-            return await resp.read()
+        try:
+            async with self.http.get(url) as resp:
+                if resp.status >= 500:
+                    raise NodeDown(f"HTTP {resp.status}")
+                if resp.status != 200:
+                    raise aiohttp.ClientResponseError(resp.request_info, (), status=resp.status)
+                return await resp.read()
+        except _NODE_ERRORS as exc:
+            raise NodeDown(type(exc).__name__) from exc
+
+    def _fail_over(self, media_urls: list[str], current: int, why: NodeDown) -> int:
+        """The next variant's index (wrapping), counted as a failover when there is one."""
+        if len(media_urls) < 2:
+            return current
+        following = (current + 1) % len(media_urls)
+        self.result.failovers += 1
+        log.info("%s: %s did not answer (%s); switching to %s", self.name,
+                 urlsplit(media_urls[current]).netloc, why, urlsplit(media_urls[following]).netloc)
+        return following
 
     async def run(self) -> None:
         entry = await self._entry()
-        media_url = urljoin(self.hls_url, first_variant(entry.decode()))
+        media_urls = [urljoin(self.hls_url, uri) for uri in variants(entry.decode())]
+        current = 0
         have = -1
         pending = 0
         while time.monotonic() < self.deadline:
             loop_start = time.monotonic()
+            media_url = media_urls[current]
             try:
                 playlist = parse_media_playlist((await self._get(media_url)).decode())
-            except (TimeoutError, aiohttp.ClientError, ValueError):
+            except NodeDown as exc:
+                self.result.errors += 1
+                current = self._fail_over(media_urls, current, exc)
+                await asyncio.sleep(0.5 if len(media_urls) < 2 else 0.0)
+                continue
+            except (aiohttp.ClientError, ValueError):
                 self.result.errors += 1
                 await asyncio.sleep(0.5)
                 continue
+            if self.low_latency and playlist.parts:
+                await self._run_ll(media_urls, current, playlist)
+                return
             now_wall = time.time()
             if playlist.segments:
                 last = playlist.segments[-1]
@@ -156,7 +213,11 @@ class Viewer:
                 t0 = time.monotonic()
                 try:
                     data = await self._get(urljoin(media_url, uri))
-                except (TimeoutError, aiohttp.ClientError):
+                except NodeDown as exc:
+                    self.result.errors += 1
+                    current = self._fail_over(media_urls, current, exc)
+                    break
+                except aiohttp.ClientError:
                     self.result.errors += 1
                     break
                 t1 = time.monotonic()
@@ -178,6 +239,60 @@ class Viewer:
             wait = max(0.1, playlist.target / 2 - (time.monotonic() - loop_start))
             await asyncio.sleep(min(wait, max(0.0, self.deadline - time.monotonic())))
             self._advance(time.monotonic())
+
+    async def _run_ll(self, media_urls: list[str], current: int, playlist: Playlist) -> None:
+        """An LL-HLS player: from the newest independent part, fetch every part in order and
+        ask for the next one with a blocking reload (`_HLS_msn`/`_HLS_part`); play once
+        PART-HOLD-BACK is buffered."""
+        start = [p for p in playlist.parts if p[1] == 0]
+        position = (start[-1][0], 0) if start else (playlist.parts[-1][0] + 1, 0)
+        hold_back = playlist.part_hold_back or 1.0
+        while time.monotonic() < self.deadline:
+            media_url = media_urls[current]
+            for sequence, index, duration, uri in playlist.parts:
+                if (sequence, index) < position:
+                    continue
+                t0 = time.monotonic()
+                try:
+                    data = await self._get(urljoin(media_url, uri))
+                except NodeDown as exc:
+                    self.result.errors += 1
+                    current = self._fail_over(media_urls, current, exc)
+                    break
+                except aiohttp.ClientError:
+                    self.result.errors += 1
+                    break
+                t1 = time.monotonic()
+                self._advance(t1)
+                self.result.fetch_times.append(t1 - t0)
+                self.result.parts += 1
+                self.result.bytes += len(data)
+                self.buffer += duration
+                position = (sequence, index + 1)
+                if self.playing_since is None and self.buffer >= hold_back:
+                    self.playing_since = self.last_tick = t1
+                    self.result.started = True
+            if playlist.ended:
+                break
+            # The part after the last one of a finished segment is the next segment's first.
+            if any(s[0] == position[0] for s in playlist.segments):
+                position = (position[0] + 1, 0)
+            query = f"_HLS_msn={position[0]}&_HLS_part={position[1]}"
+            try:
+                body = await self._get(f"{media_urls[current]}?{query}")
+                playlist = parse_media_playlist(body.decode())
+            except NodeDown as exc:
+                self.result.errors += 1
+                current = self._fail_over(media_urls, current, exc)
+                await asyncio.sleep(0.5 if len(media_urls) < 2 else 0.0)
+            except (aiohttp.ClientError, ValueError):
+                self.result.errors += 1
+                await asyncio.sleep(0.5)
+            now = time.monotonic()
+            self._advance(now)
+            if playlist.segments and playlist.segments[-1][3] is not None:
+                last = playlist.segments[-1]
+                self.result.playlist_ages.append(time.time() - (last[3] + last[1]))  # type: ignore[operator]
 
     async def _entry(self) -> bytes:
         for _ in range(60):
@@ -254,7 +369,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         start = time.monotonic()
         deadline = start + args.duration
         viewers = [
-            Viewer(r.name, http, u, r, deadline, args.start_segments)
+            Viewer(r.name, http, u, r, deadline, args.start_segments, args.low_latency)
             for r, u in zip(results, hls_urls, strict=True)
         ]
         tasks = []
@@ -328,7 +443,9 @@ def summarize(
         "viewers_with_stalls": sum(1 for r in results if r.stalls),
         "stalled_seconds": round(sum(r.stalled_seconds for r in results), 2),
         "errors": sum(r.errors for r in results) + len(failures),
+        "failovers": sum(r.failovers for r in results),
         "segments": sum(r.segments for r in results),
+        "parts": sum(r.parts for r in results),
         "segment_fetch_ms_p50": round(percentile(fetch, 50) * 1000, 2),
         "segment_fetch_ms_p99": round(percentile(fetch, 99) * 1000, 2),
         "playlist_age_s_p50": round(percentile(ages, 50), 3),
@@ -348,8 +465,8 @@ def report(summary: dict[str, Any]) -> str:
         f" over {s['duration_s']} s",
         f"stalls             {s['stalls']} ({s['viewers_with_stalls']} viewers,"
         f" {s['stalled_seconds']} s in all)",
-        f"errors             {s['errors']}",
-        f"segments fetched   {s['segments']}",
+        f"errors             {s['errors']} ({s['failovers']} failovers to another node)",
+        f"segments fetched   {s['segments']} (and {s.get('parts', 0)} LL-HLS parts)",
         f"segment fetch      p50 {s['segment_fetch_ms_p50']} ms,"
         f" p99 {s['segment_fetch_ms_p99']} ms",
         f"playlist age       p50 {s['playlist_age_s_p50']} s, p99 {s['playlist_age_s_p99']} s",
@@ -385,6 +502,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--progress", type=float, default=2.0, help="seconds between progress lines")
     p.add_argument("--json", metavar="FILE", help="also write the summary as JSON ('-' for stdout)")
     p.add_argument("--fail-on-stall", action="store_true", help="exit 1 if any viewer stalled")
+    p.add_argument(
+        "--low-latency",
+        action="store_true",
+        help="when the playlist has EXT-X-PART: fetch parts with blocking playlist reloads",
+    )
     p.add_argument("--quiet", action="store_true")
     return p
 

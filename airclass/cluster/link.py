@@ -69,15 +69,19 @@ class Backoff:
         self.jitter = jitter
         self.rng = rng
         self.attempts = 0
+        self.level = 0.0
+        """The last delay before jitter (0 before the first failure): it grows to `maximum`."""
 
     def next(self) -> float:
         """The delay before the next attempt (and count this failure)."""
         delay = min(self.maximum, self.initial * self.factor ** min(self.attempts, 64))
         self.attempts += 1
+        self.level = delay
         return delay * (1 - self.jitter * self.rng())
 
     def reset(self) -> None:
         self.attempts = 0
+        self.level = 0.0
 
 
 class BandwidthMeter:
@@ -252,7 +256,15 @@ class MasterLink:
             if await self.register():
                 self.backoff.reset()
                 return self.interval
-            return self.backoff.next()
+            growing = self.backoff.level < self.backoff.maximum
+            delay = self.backoff.next()
+            if growing:
+                # Each step while the backoff grows, then silence at the cap (see _failed).
+                log.info(
+                    "node %s: next registration attempt in %.2f s (backoff %.2f s, cap %.2f s)",
+                    self.config.node_id, delay, self.backoff.level, self.backoff.maximum,
+                )
+            return delay
         outcome = await self.heartbeat()
         if outcome == "unknown":
             self.registered = False
@@ -359,10 +371,15 @@ class MasterLink:
             async with session.post(
                 self.master_url + path, data=data, headers=headers, timeout=timeout
             ) as response:
-                raw = await response.content.read(MAX_REPLY)
+                # content.read(n) returns what has arrived so far: read to the end, bounded.
+                raw = bytearray()
+                async for chunk in response.content.iter_chunked(64 * 1024):
+                    raw += chunk
+                    if len(raw) > MAX_REPLY:
+                        return response.status, None
                 try:
                     reply = json.loads(raw) if raw else None
-                except (UnicodeDecodeError, json.JSONDecodeError):
+                except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
                     reply = None
                 return response.status, reply
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:

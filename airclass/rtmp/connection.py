@@ -162,6 +162,12 @@ class ServerConnection:
         return self.state in (ConnState.CLOSING, ConnState.ERROR)
 
     @property
+    def buffered(self) -> int:
+        """Received bytes held between calls: handshake, chunk reassembly and the queue kept
+        while a publish is being decided. Bounded by `RtmpLimits`; fuzz tests check it."""
+        return self._handshake.buffered + self._reader.buffered + self._queued_bytes
+
+    @property
     def publishing(self) -> list[int]:
         """Stream ids currently accepted for publishing."""
         return [sid for sid, st in self._streams.items() if st is StreamState.PUBLISHING]

@@ -43,6 +43,11 @@ class ServerHandshake:
     def done(self) -> bool:
         return self.state is HandshakeState.DONE
 
+    @property
+    def buffered(self) -> int:
+        """Bytes held between calls: never more than C0+C1+C2 (fuzz tests check it)."""
+        return len(self._buf)
+
     def receive_data(self, data: bytes) -> bytes:
         """Consume handshake bytes; returns whatever follows the handshake (chunk data)."""
         if self.state is HandshakeState.DONE:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
@@ -108,6 +108,37 @@ async def read_json(request: web.Request, limit: int = MAX_JSON_BODY) -> dict[st
     if not isinstance(data, dict):
         raise HttpError(400, "body must be a JSON object")
     return data
+
+
+SHARED_CHUNK = 64 * 1024
+"""Slice size for `send_shared`: aiohttp drains after 64 KiB written, so a slow reader holds at
+most about three slices (two written, plus the transport's low-water mark) of its own."""
+
+
+async def send_shared(
+    request: web.Request, data: bytes, headers: Mapping[str, str]
+) -> web.StreamResponse:
+    """Send bytes that every viewer shares (a segment) without a per-client copy of them.
+
+    One `write` of the whole body makes asyncio (Python < 3.12) copy whatever the socket does
+    not take at once into the connection's own buffer, so each viewer reading at 1 KB/s would
+    keep its own copy of a segment. Writing memoryview slices, which aiohttp drains between,
+    bounds what one client buffers to a few slices, whatever its speed and the segment size.
+    """
+    if len(data) <= SHARED_CHUNK or request.method == "HEAD":
+        return web.Response(body=data, headers=headers)
+    response = web.StreamResponse(headers=headers)
+    response.content_length = len(data)
+    view = memoryview(data)
+    try:
+        await response.prepare(request)
+        for start in range(0, len(data), SHARED_CHUNK):
+            await response.write(view[start : start + SHARED_CHUNK])
+        await response.write_eof()
+    except ConnectionError:
+        # The viewer went away mid-segment (closed the tab, switched node): not our error.
+        log.debug("client %s left during %s", client_address(request), request.path)
+    return response
 
 
 def client_address(request: web.Request) -> str:

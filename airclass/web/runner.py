@@ -3,6 +3,12 @@
 `web.run_app` serves one address; a slave serves HLS and its API on two ports, so this is the
 small loop both entry points share. Cleanup (`cleanup_ctx`) runs on a signal, which is where a
 slave unregisters from its master.
+
+Connection limits a hostile or broken client can push on are set here, once for every node:
+aiohttp's own default keep-alive is an hour, and it is also the only timer that closes a
+connection that never sends a complete request, so 10,000 silent sockets would stay open.
+On a stop signal, in-flight handlers (a relay long poll waits up to 20 s) get
+`SHUTDOWN_TIMEOUT` seconds to finish before they are cancelled.
 """
 
 from __future__ import annotations
@@ -11,10 +17,67 @@ import asyncio
 import logging
 import signal
 import sys
+import time
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 log = logging.getLogger(__name__)
+
+KEEPALIVE_TIMEOUT = 15.0
+"""Seconds an idle connection (or one that never completes a request) stays open. A player
+reloads its playlist every target duration (≤ 10 s), so it never hits this."""
+SHUTDOWN_TIMEOUT = 0.5
+"""Seconds in-flight handlers get after a stop signal before they are cancelled. aiohttp waits
+up to this twice (for the handler, then after cancelling its request) before it cancels the
+handler's task, so a held relay long poll delays the exit by about one second."""
+
+
+class BadRequestLogFilter(logging.Filter):
+    """One short WARNING per malformed request, at most `per_second` a second.
+
+    aiohttp logs every request its parser refuses (an overlong line, too many headers, garbage)
+    at ERROR with a traceback whose message quotes the start of the offending line, which can
+    hold a viewer's token. A client could fill the disk with them. This keeps the client's
+    address and the kind of error, drops the quote and the traceback, and counts what it skips.
+    Errors in our handlers are not parser errors and keep their traceback.
+    """
+
+    def __init__(
+        self, per_second: float = 5.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        super().__init__()
+        self.per_second = per_second
+        self.clock = clock
+        self._allowance = per_second
+        self._last = clock()
+        self.suppressed = 0
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if not isinstance(exc, HttpProcessingError):
+            return True
+        now = self.clock()
+        self._allowance = min(
+            self.per_second, self._allowance + (now - self._last) * self.per_second
+        )
+        self._last = now
+        if self._allowance < 1:
+            self.suppressed += 1
+            return False
+        self._allowance -= 1
+        client = record.args[0] if isinstance(record.args, tuple) and record.args else "?"
+        record.msg = "refused a malformed request from %s: %s (HTTP %s)%s"
+        skipped = f"; {self.suppressed} more not logged" if self.suppressed else ""
+        record.args = (client, type(exc).__name__, exc.code, skipped)
+        self.suppressed = 0
+        record.exc_info = None
+        record.exc_text = None
+        record.levelno = logging.WARNING
+        record.levelname = logging.getLevelName(logging.WARNING)
+        return True
 
 
 def setup_logging(level: str = "INFO") -> None:
@@ -24,11 +87,30 @@ def setup_logging(level: str = "INFO") -> None:
         stream=sys.stderr,
     )
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    logging.getLogger("aiohttp.server").addFilter(BadRequestLogFilter())
 
 
-async def serve(app: web.Application, host: str, ports: list[int], *, name: str) -> None:
-    """Serve `app` on every port in `ports` (duplicates once) until a stop signal."""
-    runner = web.AppRunner(app, handle_signals=False, access_log=None)
+async def serve(
+    app: web.Application,
+    host: str,
+    ports: list[int],
+    *,
+    name: str,
+    keepalive_timeout: float = KEEPALIVE_TIMEOUT,
+    shutdown_timeout: float = SHUTDOWN_TIMEOUT,
+) -> None:
+    """Serve `app` on every port in `ports` (duplicates once) until a stop signal.
+
+    On the signal aiohttp runs `app.on_shutdown` first (a slave unregisters there), then waits
+    at most `shutdown_timeout` for in-flight handlers, then runs `cleanup_ctx`.
+    """
+    runner = web.AppRunner(
+        app,
+        handle_signals=False,
+        access_log=None,
+        keepalive_timeout=keepalive_timeout,
+        shutdown_timeout=shutdown_timeout,
+    )
     await runner.setup()
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -45,3 +127,23 @@ async def serve(app: web.Application, host: str, ports: list[int], *, name: str)
         await runner.cleanup()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
+
+
+def run(main: Coroutine[Any, Any, None], event_loop: str = "auto") -> None:
+    """Run `main` on uvloop when it is installed (or asked for), else on asyncio's own loop.
+
+    uvloop roughly halves the CPU the event loop spends per request and per socket read,
+    which is most of what a slave does (see the README's Performance section).
+    """
+    factory: Callable[[], asyncio.AbstractEventLoop] | None = None
+    if event_loop in ("auto", "uvloop"):
+        try:
+            import uvloop
+        except ImportError:
+            if event_loop == "uvloop":
+                raise
+        else:
+            factory = uvloop.new_event_loop
+    with asyncio.Runner(loop_factory=factory) as runner:
+        log.debug("event loop: %s", type(runner.get_loop()).__module__)
+        runner.run(main)

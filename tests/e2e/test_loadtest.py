@@ -18,12 +18,31 @@ def test_loadtest_reports_viewers_without_stalls(cluster: Cluster, tmp_path: Pat
     slave = cluster.slave()
     publisher = publish(f"{slave.rtmp}/live/stream?key={cluster.stream_key}", 40)
     try:
-        wait_for(lambda: http_get(f"{slave.api}/api/stats")[1].find(b'"live"') >= 0, 15, what="segments")
+        wait_for(
+            lambda: http_get(f"{slave.api}/api/stats")[1].find(b'"live"') >= 0, 15, what="segments"
+        )
         out = tmp_path / "summary.json"
         run = subprocess.run(
-            [sys.executable, "-m", "airclass.loadtest", "--url", slave.api, "--viewers", "12",
-             "--duration", "12", "--ramp", "1", "--json", str(out), "--fail-on-stall"],
-            cwd=ROOT, capture_output=True, text=True, timeout=90,
+            [
+                sys.executable,
+                "-m",
+                "airclass.loadtest",
+                "--url",
+                slave.api,
+                "--viewers",
+                "12",
+                "--duration",
+                "12",
+                "--ramp",
+                "1",
+                "--json",
+                str(out),
+                "--fail-on-stall",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=90,
         )
         assert run.returncode == 0, run.stdout + run.stderr
         summary = json.loads(out.read_text())
@@ -43,11 +62,29 @@ def test_loadtest_fails_on_stall_when_the_stream_stops(cluster: Cluster, tmp_pat
     slave = cluster.slave()
     publisher = publish(f"{slave.rtmp}/live/stream?key={cluster.stream_key}", 9)
     try:
-        wait_for(lambda: http_get(f"{slave.api}/api/stats")[1].find(b'"live"') >= 0, 15, what="segments")
+        wait_for(
+            lambda: http_get(f"{slave.api}/api/stats")[1].find(b'"live"') >= 0, 15, what="segments"
+        )
         run = subprocess.run(
-            [sys.executable, "-m", "airclass.loadtest", "--url", slave.api, "--viewers", "3",
-             "--duration", "16", "--ramp", "0", "--fail-on-stall", "--quiet"],
-            cwd=ROOT, capture_output=True, text=True, timeout=90,
+            [
+                sys.executable,
+                "-m",
+                "airclass.loadtest",
+                "--url",
+                slave.api,
+                "--viewers",
+                "3",
+                "--duration",
+                "16",
+                "--ramp",
+                "0",
+                "--fail-on-stall",
+                "--quiet",
+            ],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=90,
         )
         assert run.returncode == 1, run.stdout + run.stderr
         assert "stalls             0 " not in run.stdout
