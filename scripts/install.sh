@@ -15,6 +15,10 @@ if [ "$what" = test ] || [ "$what" = bench ]; then
   want ffmpeg ffmpeg
   want ffprobe ffmpeg
   want chromium chromium
+  want prometheus prometheus
+  want docker-compose docker-compose
+  # Korean text in the pages' screenshots needs a Korean font on the test machine.
+  [ -e /usr/share/fonts/truetype/nanum/NanumGothic.ttf ] || need_apt+=(fonts-nanum)
 fi
 if [ "$what" = bench ]; then
   want nginx nginx

@@ -25,6 +25,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 from aiohttp import web
 
@@ -41,7 +42,9 @@ from airclass.cluster.registry import (
 )
 from airclass.cluster.signing import ReplayCache, SignatureError, verify
 from airclass.config import Config
+from airclass.web import metrics
 from airclass.web.http import HttpError, error_middleware, json_response, preflight
+from airclass.web.pages import add_page_routes
 from airclass.web.token_api import TOKEN_SERVICE, NodeTarget, TokenService, token_handler
 
 log = logging.getLogger(__name__)
@@ -126,17 +129,22 @@ class MasterState:
             for path in sorted(node.streams):
                 streams.setdefault(
                     path,
-                    {"origin": node.node_id, "origin_hls": node.hls_url,
-                     "origin_api": node.api_url},
+                    {
+                        "origin": node.node_id,
+                        "origin_hls": node.hls_url,
+                        "origin_api": node.api_url,
+                    },
                 )
             if node.node_id != node_id:
-                peers.append({
-                    "node_id": node.node_id,
-                    "hls_url": node.hls_url,
-                    "api_url": node.api_url,
-                    "status": self.registry.status(node, now),
-                    "load_percentage": _load_percentage(node),
-                })
+                peers.append(
+                    {
+                        "node_id": node.node_id,
+                        "hls_url": node.hls_url,
+                        "api_url": node.api_url,
+                        "status": self.registry.status(node, now),
+                        "load_percentage": _load_percentage(node),
+                    }
+                )
         return {"ok": True, "node_id": node_id, "streams": streams, "peers": peers}
 
 
@@ -174,7 +182,8 @@ class MasterChooser:
         self.state.no_node += 1
         log.warning("no serving node for %s: refusing with 503", stream)
         raise HttpError(
-            503, "no streaming node is available; try again shortly",
+            503,
+            "no streaming node is available; try again shortly",
             {"Retry-After": NO_NODE_RETRY_AFTER},
         )
 
@@ -202,17 +211,27 @@ async def _signed_json(request: web.Request) -> dict[str, Any]:
     if len(body) > MAX_CONTROL_BODY:
         raise HttpError(413, f"request body larger than {MAX_CONTROL_BODY} bytes")
     try:
-        verify(state.config.cluster_key, request.method, request.path_qs, body, request.headers,
-               state.clock(), replay=state.replay)
+        verify(
+            state.config.cluster_key,
+            request.method,
+            request.path_qs,
+            body,
+            request.headers,
+            state.clock(),
+            replay=state.replay,
+        )
     except SignatureError as exc:
         state.signature_failures[exc.reason] += 1
-        log.warning("refused %s %s from %s: %s", request.method, request.path,
-                    request.remote, exc.reason)
+        log.warning(
+            "refused %s %s from %s: %s", request.method, request.path, request.remote, exc.reason
+        )
         raise HttpError(401, f"control request refused: {exc.reason}") from None
     try:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError):
         raise HttpError(400, "body is not valid JSON") from None
+    except RecursionError:
+        raise HttpError(400, "body is nested too deeply") from None
     if not isinstance(data, dict):
         raise HttpError(400, "body must be a JSON object")
     return data
@@ -242,10 +261,14 @@ async def register(request: web.Request) -> web.Response:
     ):
         # Two machines with one node id would overwrite each other on every heartbeat.
         state.bad_requests["node id conflict"] += 1
-        log.warning("node id %s is in use by %s: refusing %s", reg.node_id, existing.api_url,
-                    reg.api_url)
-        raise HttpError(409, f"node id {reg.node_id} is in use by {existing.api_url}; "
-                             "give this node its own --node-id")
+        log.warning(
+            "node id %s is in use by %s: refusing %s", reg.node_id, existing.api_url, reg.api_url
+        )
+        raise HttpError(
+            409,
+            f"node id {reg.node_id} is in use by {existing.api_url}; "
+            "give this node its own --node-id",
+        )
     try:
         state.registry.register(reg, now)
     except RegistryFull as exc:
@@ -302,16 +325,17 @@ async def best_node(request: web.Request) -> web.Response:
     now = state.clock()
     node = state.balancer.pick(now, stream=request.query.get("stream"))
     if node is None:
-        raise HttpError(503, "no streaming node is available",
-                        {"Retry-After": NO_NODE_RETRY_AFTER})
-    return json_response({
-        "node_id": node.node_id,
-        "hls_url": node.hls_url,
-        "api_url": node.api_url,
-        "rtmp_url": node.rtmp_url,
-        "load_percentage": _load_percentage(node),
-        "status": state.registry.status(node, now),
-    })
+        raise HttpError(503, "no streaming node is available", {"Retry-After": NO_NODE_RETRY_AFTER})
+    return json_response(
+        {
+            "node_id": node.node_id,
+            "hls_url": node.hls_url,
+            "api_url": node.api_url,
+            "rtmp_url": node.rtmp_url,
+            "load_percentage": _load_percentage(node),
+            "status": state.registry.status(node, now),
+        }
+    )
 
 
 async def health(request: web.Request) -> web.Response:
@@ -319,37 +343,39 @@ async def health(request: web.Request) -> web.Response:
     now = state.clock()
     nodes = state.registry.nodes(now)
     serving = sum(1 for node in nodes if state.registry.is_serving(node, now))
-    return json_response({
-        "status": "ok",
-        "role": "master",
-        "node_id": state.config.node_id,
-        "version": __version__,
-        "total_nodes": len(nodes),
-        "serving_nodes": serving,
-        "uptime": round(now - state.started_at, 1),
-    })
+    return json_response(
+        {
+            "status": "ok",
+            "role": "master",
+            "node_id": state.config.node_id,
+            "version": __version__,
+            "total_nodes": len(nodes),
+            "serving_nodes": serving,
+            "uptime": round(now - state.started_at, 1),
+        }
+    )
 
 
 async def api_stats(request: web.Request) -> web.Response:
     """The master's own counters: what it decided and what it refused."""
     state = request.app[MASTER]
     tokens = request.app[TOKEN_SERVICE]
-    return json_response({
-        "role": "master",
-        "tokens_issued": dict(tokens.issued),
-        "routed": dict(state.routed),
-        "ingests": dict(state.ingests),
-        "no_node": state.no_node,
-        "signature_failures": dict(state.signature_failures),
-        "bad_requests": dict(state.bad_requests),
-        "unknown_heartbeats": state.unknown_heartbeats,
-        "replay_cache": len(state.replay),
-    })
+    return json_response(
+        {
+            "role": "master",
+            "tokens_issued": dict(tokens.issued),
+            "routed": dict(state.routed),
+            "ingests": dict(state.ingests),
+            "no_node": state.no_node,
+            "signature_failures": dict(state.signature_failures),
+            "bad_requests": dict(state.bad_requests),
+            "unknown_heartbeats": state.unknown_heartbeats,
+            "replay_cache": len(state.replay),
+        }
+    )
 
 
-def create_master_app(
-    config: Config, *, clock: Callable[[], float] = time.time
-) -> web.Application:
+def create_master_app(config: Config, *, clock: Callable[[], float] = time.time) -> web.Application:
     """The master's app; `clock` is replaceable so tests can move time."""
     app = web.Application(middlewares=[error_middleware], client_max_size=MAX_CONTROL_BODY)
     registry = Registry(config.heartbeat_timeout)
@@ -374,16 +400,32 @@ def create_master_app(
     app.router.add_get("/cluster/best-node", best_node)
     app.router.add_get("/health", health)
     app.router.add_route("OPTIONS", "/{tail:.*}", preflight)
+    app.router.add_get("/cluster/prometheus-targets", prometheus_targets)
     add_master_pages(app)
+    http_metrics = metrics.install(app, lambda: metrics.master_families(state))
+    app.middlewares.insert(0, http_metrics.middleware())
     app.cleanup_ctx.append(_monitor_ctx)
     return app
+
+
+async def prometheus_targets(request: web.Request) -> web.Response:
+    """Prometheus HTTP service discovery: every registered slave's API address, so slaves
+    added on new PCs or with --scale are scraped without editing the Prometheus config."""
+    state = request.app[MASTER]
+    now = state.clock()
+    groups = []
+    for node in state.registry.nodes(now):
+        address = urlsplit(node.api_url).netloc
+        if address:
+            groups.append(
+                {"targets": [address], "labels": {"node_id": node.node_id, "role": "slave"}}
+            )
+    return json_response(groups)
 
 
 def add_master_pages(app: web.Application) -> None:
     """The web pages (`/`, `/teacher`, `/dashboard`, `/static/...`, `/api/info`,
     `/api/dashboard`); the dashboard reads the registry snapshot."""
-    from airclass.web.pages import add_page_routes
-
     add_page_routes(app, role="master")
 
 
