@@ -56,6 +56,8 @@ class Config:
     max_connections: int = 150
     hard_limit: bool = False
     segment_duration: float = 2.0
+    low_latency: bool = True
+    part_duration: float = 0.3
     secret_key: str = ""
     cluster_key: str = ""
     teacher_password: str = ""
@@ -64,7 +66,9 @@ class Config:
     heartbeat_interval: float = 5.0
     heartbeat_timeout: float = 30.0
     viewer_window: float = 30.0
+    rtmp_handshake_timeout: float = 10.0
     sticky: bool = False
+    event_loop: str = "auto"
     demo: bool = False
     log_level: str = "INFO"
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -131,6 +135,13 @@ _SETTINGS: list[tuple[str, str, type, str]] = [
     ("max_connections", "MAX_CONNECTIONS", int, "viewer capacity reported to the master"),
     ("hard_limit", "HARD_LIMIT", bool, "refuse new viewers beyond --max-connections"),
     ("segment_duration", "SEGMENT_DURATION", float, "target HLS segment duration, seconds"),
+    (
+        "low_latency",
+        "LOW_LATENCY",
+        bool,
+        "LL-HLS: partial segments, blocking reload (--no-low-latency: plain HLS only)",
+    ),
+    ("part_duration", "PART_DURATION", float, "LL-HLS partial segment target, seconds"),
     ("secret_key", "SECRET_KEY", str, "HS256 key for viewer and publisher tokens"),
     ("cluster_key", "CLUSTER_KEY", str, "key that signs master/slave control messages"),
     ("teacher_password", "TEACHER_PASSWORD", str, "password teachers use to get a publish token"),
@@ -139,7 +150,14 @@ _SETTINGS: list[tuple[str, str, type, str]] = [
     ("heartbeat_interval", "HEARTBEAT_INTERVAL", float, "seconds between slave heartbeats"),
     ("heartbeat_timeout", "HEARTBEAT_TIMEOUT", float, "silence after which a slave is offline"),
     ("viewer_window", "VIEWER_WINDOW", float, "a viewer counts while seen within this window, s"),
+    (
+        "rtmp_handshake_timeout",
+        "RTMP_HANDSHAKE_TIMEOUT",
+        float,
+        "seconds an RTMP peer has from accept to connect (slowloris guard)",
+    ),
     ("sticky", "STICKY", bool, "route each stream to the same slave (rendezvous hashing)"),
+    ("event_loop", "EVENT_LOOP", str, "auto (uvloop when installed), uvloop or asyncio"),
     ("log_level", "LOG_LEVEL", str, "DEBUG, INFO, WARNING or ERROR"),
 ]
 
@@ -157,8 +175,13 @@ def build_parser(role: str) -> argparse.ArgumentParser:
     for name, env, kind, help_text in _SETTINGS:
         flag = "--" + name.replace("_", "-")
         if kind is bool:
+            # --flag / --no-flag: a default-on setting (LOW_LATENCY) must be switchable off.
             parser.add_argument(
-                flag, dest=name, action="store_true", default=None, help=f"{help_text} [{env}]"
+                flag,
+                dest=name,
+                action=argparse.BooleanOptionalAction,
+                default=None,
+                help=f"{help_text} [{env}]",
             )
         else:
             parser.add_argument(
@@ -214,8 +237,14 @@ def finalize(config: Config) -> Config:
         raise ConfigError("--max-connections must be at least 1")
     if not 0.5 <= config.segment_duration <= 10:
         raise ConfigError("--segment-duration must be between 0.5 and 10 seconds")
+    if config.low_latency and not 0.1 <= config.part_duration <= config.segment_duration:
+        raise ConfigError("--part-duration must be between 0.1 s and the segment duration")
     if config.heartbeat_interval <= 0 or config.heartbeat_timeout <= config.heartbeat_interval:
         raise ConfigError("--heartbeat-timeout must exceed --heartbeat-interval (> 0)")
+    if not 0 < config.rtmp_handshake_timeout <= 300:
+        raise ConfigError("--rtmp-handshake-timeout must be between 0 and 300 seconds")
+    if config.event_loop not in ("auto", "uvloop", "asyncio"):
+        raise ConfigError("--event-loop must be auto, uvloop or asyncio")
     for port_name in ("rtmp_port", "hls_port", "api_port"):
         port = getattr(config, port_name)
         if not 0 <= port <= 65535:

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 from collections.abc import Sequence
 
 from airclass import config as config_module
-from airclass.web.runner import serve, setup_logging
+from airclass.web.runner import run, serve, setup_logging
 
 log = logging.getLogger("airclass.master")
 
@@ -31,7 +30,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         config.heartbeat_timeout,
         ", sticky routing" if config.sticky else "",
     )
-    asyncio.run(serve(app, config.bind, [config.api_port], name=f"master {config.node_id}"))
+    run(
+        serve(app, config.bind, [config.api_port], name=f"master {config.node_id}"),
+        config.event_loop,
+    )
     return 0
 
 

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sys
 from collections.abc import Sequence
 
 from airclass import config as config_module
-from airclass.web.runner import serve, setup_logging
+from airclass.web.runner import run, serve, setup_logging
 
 log = logging.getLogger("airclass.slave")
 
@@ -32,8 +31,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         config.rtmp_base,
         f", master {config.master_url}" if config.master_url else " (standalone)",
     )
-    asyncio.run(
-        serve(app, config.bind, [config.hls_port, config.api_port], name=f"slave {config.node_id}")
+    run(
+        serve(app, config.bind, [config.hls_port, config.api_port], name=f"slave {config.node_id}"),
+        config.event_loop,
     )
     return 0
 

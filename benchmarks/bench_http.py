@@ -20,10 +20,8 @@ that the airclass path costs at most 10 % (ratio ≥ 0.90). These are figures, n
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
-import re
 import secrets
 import subprocess
 import sys
@@ -32,7 +30,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import psutil
 from aiohttp import web
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,8 +38,11 @@ sys.path.insert(0, str(ROOT))
 from airclass.config import Config, finalize  # noqa: E402
 from airclass.hls.ring import Segment  # noqa: E402
 from airclass.web.hls_views import HLS_CONTEXT  # noqa: E402
-from airclass.web.runner import serve, setup_logging  # noqa: E402
+from airclass.web.runner import run, serve, setup_logging  # noqa: E402
 from airclass.web.slave_app import SLAVE, create_app  # noqa: E402
+from benchmarks._common import WrkResult as Result  # noqa: E402
+from benchmarks._common import lua_rotation, run_wrk  # noqa: E402
+from benchmarks._common import mean_wrk as mean  # noqa: E402
 from tests.e2e.conftest import free_port  # noqa: E402
 
 PATH = "live/stream"
@@ -109,7 +109,8 @@ def child(kind: str, port: int, sessions: int) -> None:
     else:
         app, sids = build_bare(), [secrets.token_urlsafe(25) for _ in range(sessions)]
     print(json.dumps({"sids": sids}), flush=True)
-    asyncio.run(serve(app, "127.0.0.1", [port], name=kind))
+    # Both servers on the same event loop (EVENT_LOOP=asyncio|uvloop|auto, as the nodes read it).
+    run(serve(app, "127.0.0.1", [port], name=kind), os.environ.get("EVENT_LOOP", "auto"))
 
 
 @dataclass
@@ -159,70 +160,15 @@ class Server:
 # -- wrk ---------------------------------------------------------------------------------------
 
 
-@dataclass
-class Result:
-    requests_per_s: float
-    body_bytes_per_s: float
-    server_cpu: float
-    """% of one core."""
-    cpu_us_per_request: float
-    """Server CPU time per request: the path's cost even when wrk, not the server, is the
-    bottleneck (large segments on two cores)."""
-    errors: int
+def lua_for(server: Server, seq: str, n: int, directory: Path) -> Path:
+    paths = [f"/{PATH}/{sid}/{seq}.ts" for sid in server.sids[:n]]
+    return lua_rotation(paths, directory / f"{server.kind}-{seq}-{n}.lua")
 
 
-def lua_rotation(server: Server, seq: str, n: int, directory: Path) -> Path:
-    paths = ",\n".join(f'  "/{PATH}/{sid}/{seq}.ts"' for sid in server.sids[:n])
-    script = directory / f"{server.kind}-{seq}-{n}.lua"
-    script.write_text(
-        "local paths = {\n" + paths + "\n}\n"
-        "local i = 0\n"
-        "request = function()\n"
-        "  i = i + 1\n"
-        "  return wrk.format(\"GET\", paths[(i % #paths) + 1])\n"
-        "end\n"
-    )
-    return script
-
-
-def run_wrk(
-    server: Server, seq: str, body_size: int, *, duration: int, connections: int,
-    script: Path | None,
-) -> Result:
-    cmd = ["wrk", "-t1", f"-c{connections}", f"-d{duration}s", "--timeout", "5s"]
-    if script is not None:
-        cmd += ["-s", str(script)]
-    cmd.append(server.url(0, seq))
-    proc = psutil.Process(server.proc.pid)
-    before = proc.cpu_times()
-    t0 = time.monotonic()
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 30, check=True)
-    wall = time.monotonic() - t0
-    after = proc.cpu_times()
-    match = re.search(r"Requests/sec:\s+([\d.]+)", out.stdout)
-    if match is None:
-        raise RuntimeError(f"wrk output not understood:\n{out.stdout}\n{out.stderr}")
-    rps = float(match.group(1))
-    errors = 0
-    for pattern in (r"Non-2xx or 3xx responses:\s+(\d+)", r"Socket errors:.*?timeout (\d+)"):
-        m = re.search(pattern, out.stdout)
-        if m:
-            errors += int(m.group(1))
-    cpu_seconds = after.user + after.system - before.user - before.system
-    requests = rps * wall
-    return Result(rps, rps * body_size, cpu_seconds / wall * 100,
-                  cpu_seconds / requests * 1e6 if requests else 0.0, errors)
-
-
-def mean(results: list[Result]) -> Result:
-    n = len(results)
-    return Result(
-        sum(r.requests_per_s for r in results) / n,
-        sum(r.body_bytes_per_s for r in results) / n,
-        sum(r.server_cpu for r in results) / n,
-        sum(r.cpu_us_per_request for r in results) / n,
-        sum(r.errors for r in results),
-    )
+def wrk_on(server: Server, seq: str, body_size: int, *, duration: int, connections: int,
+           script: Path | None) -> Result:
+    return run_wrk(server.url(0, seq), server.proc.pid, body_size, duration=duration,
+                   connections=connections, script=script)
 
 
 def main() -> int:
@@ -243,7 +189,7 @@ def main() -> int:
     try:
         with tempfile.TemporaryDirectory(prefix="airclass-bench-http-") as tmp:
             for server in servers.values():  # warm-up: imports, first allocations
-                run_wrk(server, "0", 1, duration=1, connections=args.connections, script=None)
+                wrk_on(server, "0", 1, duration=1, connections=args.connections, script=None)
             header = (f"{'segment':>7} {'sessions':>8} | {'airclass req/s':>14} {'MB/s':>7} "
                       f"{'cpu%':>5} {'µs/req':>6} | {'bare req/s':>10} {'MB/s':>7} "
                       f"{'cpu%':>5} {'µs/req':>6} | {'req/s':>5} {'cost':>5}")
@@ -255,10 +201,10 @@ def main() -> int:
                     for kind in ("airclass", "bare", "bare", "airclass"):
                         server = servers[kind]
                         script = (
-                            lua_rotation(server, str(seq), n, Path(tmp)) if n > 1 else None
+                            lua_for(server, str(seq), n, Path(tmp)) if n > 1 else None
                         )
                         runs[kind].append(
-                            run_wrk(server, str(seq), size, duration=args.duration,
+                            wrk_on(server, str(seq), size, duration=args.duration,
                                     connections=args.connections, script=script)
                         )
                     a, b = mean(runs["airclass"]), mean(runs["bare"])

@@ -30,8 +30,8 @@ from airclass.cluster.link import MasterLink
 from airclass.cluster.relay import RelayManager, RelayOrigin
 from airclass.config import Config
 from airclass.hls.packager import PackagerConfig
-from airclass.rtmp.server import PublishDenied, RtmpServer
-from airclass.web import hls_views
+from airclass.rtmp.server import PublishDenied, RtmpLimits, RtmpServer
+from airclass.web import hls_views, metrics
 from airclass.web.hls_views import HLS_CONTEXT, HlsContext
 from airclass.web.http import HttpError, error_middleware, json_response, preflight
 from airclass.web.pages import add_page_routes, slave_dashboard_source
@@ -166,13 +166,27 @@ async def health(request: web.Request) -> web.Response:
 async def api_stats(request: web.Request) -> web.Response:
     stats = request.app[SLAVE].stats()
     stats["relay"] = request.app[RELAY].stats()
+    stats["tasks"] = len(asyncio.all_tasks())
     return json_response(stats)
+
+
+def packager_config(config: Config) -> PackagerConfig:
+    """Packaging from the node's settings. LL-HLS lists seven segments, one more than
+    CAN-SKIP-UNTIL (six target durations), so that a delta update skips at least one."""
+    if not config.low_latency:
+        return PackagerConfig(target_duration=config.segment_duration)
+    return PackagerConfig(
+        target_duration=config.segment_duration,
+        playlist_segments=7,
+        low_latency=True,
+        part_target=min(config.part_duration, config.segment_duration),
+    )
 
 
 def create_app(config: Config) -> web.Application:
     app = web.Application(middlewares=[error_middleware], client_max_size=64 * 1024)
     issuer = TokenIssuer(config.secret_key)
-    streams = StreamTable(PackagerConfig(target_duration=config.segment_duration))
+    streams = StreamTable(packager_config(config))
     sessions = SessionTable(
         window=config.viewer_window,
         capacity=config.max_connections,
@@ -182,7 +196,11 @@ def create_app(config: Config) -> web.Application:
         config.node_id, streams, issuer, SessionSigner(config.secret_key, config.node_id), sessions
     )
     tokens = TokenService(config, issuer, SelfChooser(config))
-    rtmp = RtmpServer(streams.hub, make_publish_authorizer(config, issuer))
+    rtmp = RtmpServer(
+        streams.hub,
+        make_publish_authorizer(config, issuer),
+        RtmpLimits(handshake_timeout=config.rtmp_handshake_timeout),
+    )
     node = SlaveNode(config, streams, hls, tokens, rtmp, time.time(), psutil.Process(os.getpid()))
     app[SLAVE] = node
     app[HLS_CONTEXT] = hls
@@ -204,11 +222,18 @@ def create_app(config: Config) -> web.Application:
 
     relay = RelayManager(config.node_id, streams, config.cluster_key, on_backups=set_backups)
     app[RELAY] = relay
+
+    def relay_lag() -> dict[str, float]:
+        return {path: f["lag"] for path, f in relay.stats()["following"].items()}
+
+    http_metrics = metrics.install(app, lambda: metrics.slave_families(node, relay_lag))
+    app.middlewares.insert(0, http_metrics.middleware())
     app.cleanup_ctx.append(_relay_ctx)
     if config.master_url:
         app[MASTER_LINK] = MasterLink(config, node.stats)
         app[MASTER_LINK].add_listener(relay.apply)
         app.cleanup_ctx.append(_master_link_ctx)
+        app.on_shutdown.append(_unregister_first)
     return app
 
 
@@ -232,6 +257,12 @@ async def _master_link_ctx(app: web.Application) -> AsyncIterator[None]:
     await link.start()
     yield
     await link.close()
+
+
+async def _unregister_first(app: web.Application) -> None:
+    """On a stop signal, leave the master before aiohttp waits on in-flight handlers (relay
+    long polls), so no new viewer is routed here while the node winds down."""
+    await app[MASTER_LINK].close()
 
 
 async def _sweeper_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from airclass.auth.errors import AuthError
-from airclass.auth.tokens import CLAIM_NAMES, Claims, TokenIssuer
+from airclass.auth.tokens import CLAIM_NAMES, Claims, TokenIssuer, encode_hs256
 
 SECRET = "test-secret-key-of-at-least-32-bytes"
 NOW = 1_700_000_000.0
@@ -266,3 +266,38 @@ def test_mint_rejects_bad_arguments(issuer: TokenIssuer) -> None:
         mint(issuer, path="/")
     with pytest.raises(ValueError):
         TokenIssuer("")
+
+
+_CLAIM_TEXT = st.text(min_size=1, max_size=64)
+
+
+@settings(max_examples=200, deadline=None)
+@given(user_id=_CLAIM_TEXT, path=_CLAIM_TEXT.filter(lambda p: p.strip("/") != ""),
+       node_id=_CLAIM_TEXT, user_type=st.sampled_from(["student", "teacher"]),
+       action=st.sampled_from(["read", "publish"]),
+       now=st.integers(min_value=0, max_value=4_000_000_000), ttl=st.integers(1, 10**6))
+def test_our_encoder_writes_what_pyjwt_writes_and_pyjwt_verifies_it(
+    user_id: str, path: str, node_id: str, user_type: Any, action: Any, now: int, ttl: int
+) -> None:
+    issued = TokenIssuer(SECRET).issue(user_type=user_type, user_id=user_id, action=action,
+                                       path=path, node_id=node_id, now=now, ttl=ttl)
+    payload = issued.claims.to_payload()
+    assert issued.token == jwt.encode(payload, KEY, algorithm="HS256")
+    decoded = jwt.decode(issued.token, KEY, algorithms=["HS256"],
+                         options={"verify_exp": False, "verify_iat": False})
+    assert decoded == payload
+    assert jwt.get_unverified_header(issued.token) == {"alg": "HS256", "typ": "JWT"}
+
+
+def test_pyjwt_refuses_our_token_under_another_key() -> None:
+    token = encode_hs256(good_payload(), KEY)
+    with pytest.raises(jwt.InvalidSignatureError):
+        jwt.decode(token, b"another-secret-key-of-32-bytes!!", algorithms=["HS256"],
+                   options={"verify_exp": False})
+
+
+def test_we_verify_what_pyjwt_mints(issuer: TokenIssuer) -> None:
+    payload = good_payload() | {"user_id": "학생-1 ✓"}
+    token = jwt.encode(payload, KEY, algorithm="HS256")
+    assert encode_hs256(payload, KEY) == token
+    assert issuer.verify(token, now=NOW).to_payload() == payload
