@@ -36,7 +36,9 @@ def need(binary: str) -> str:
     return path
 
 
-def http_json(method: str, url: str, body: dict[str, Any] | None = None, timeout: float = 5.0) -> tuple[int, Any]:
+def http_json(
+    method: str, url: str, body: dict[str, Any] | None = None, timeout: float = 5.0
+) -> tuple[int, Any]:
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method)
     if data is not None:
@@ -48,7 +50,9 @@ def http_json(method: str, url: str, body: dict[str, Any] | None = None, timeout
         return exc.code, json.loads(exc.read() or b"null")
 
 
-def http_get(url: str, timeout: float = 5.0, headers: dict[str, str] | None = None) -> tuple[int, bytes, dict[str, str]]:
+def http_get(
+    url: str, timeout: float = 5.0, headers: dict[str, str] | None = None
+) -> tuple[int, bytes, dict[str, str]]:
     req = urllib.request.Request(url, headers=headers or {})
     try:
         with urllib.request.urlopen(req, timeout=timeout) as resp:
@@ -81,10 +85,13 @@ class Node:
         return f"rtmp://127.0.0.1:{self.ports['rtmp']}"
 
     def start(self, wait: float = 15.0) -> Node:
-        log = open(self.log_path, "ab")
+        log = open(self.log_path, "ab")  # noqa: SIM115 - the child process keeps it
         self.proc = subprocess.Popen(
             [sys.executable, "-m", f"airclass.{self.role}", *self.args],
-            cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+            cwd=ROOT,
+            env=self.env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
         )
         deadline = time.monotonic() + wait
         while time.monotonic() < deadline:
@@ -97,7 +104,9 @@ class Node:
             except OSError:
                 pass
             time.sleep(0.1)
-        raise RuntimeError(f"{self.role} did not become healthy: {self.log_path.read_text()[-3000:]}")
+        raise RuntimeError(
+            f"{self.role} did not become healthy: {self.log_path.read_text()[-3000:]}"
+        )
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> int | None:
         if self.proc is None or self.proc.poll() is not None:
@@ -126,7 +135,11 @@ class Cluster:
     nodes: list[Node] = field(default_factory=list)
 
     def env(self) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("SECRET_KEY", "CLUSTER_KEY", "MASTER_URL", "NODE_ID"))}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith(("SECRET_KEY", "CLUSTER_KEY", "MASTER_URL", "NODE_ID"))
+        }
         env.update(
             SECRET_KEY=self.secret_key,
             CLUSTER_KEY=self.cluster_key,
@@ -136,13 +149,31 @@ class Cluster:
         )
         return env
 
-    def slave(self, *extra: str, node_id: str | None = None, master: Node | None = None, start: bool = True) -> Node:
+    def slave(
+        self,
+        *extra: str,
+        node_id: str | None = None,
+        master: Node | None = None,
+        start: bool = True,
+    ) -> Node:
         ports = {"rtmp": free_port(), "hls": free_port(), "api": free_port()}
         node_id = node_id or f"slave-{len(self.nodes) + 1}"
         args = [
-            "--bind", "127.0.0.1", "--public-host", "127.0.0.1", "--node-id", node_id,
-            "--rtmp-port", str(ports["rtmp"]), "--hls-port", str(ports["hls"]),
-            "--api-port", str(ports["api"]), "--stream-key", self.stream_key, *extra,
+            "--bind",
+            "127.0.0.1",
+            "--public-host",
+            "127.0.0.1",
+            "--node-id",
+            node_id,
+            "--rtmp-port",
+            str(ports["rtmp"]),
+            "--hls-port",
+            str(ports["hls"]),
+            "--api-port",
+            str(ports["api"]),
+            "--stream-key",
+            self.stream_key,
+            *extra,
         ]
         if master is not None:
             args += ["--master-url", master.api]
@@ -152,7 +183,15 @@ class Cluster:
 
     def master(self, *extra: str, start: bool = True, port: int | None = None) -> Node:
         ports = {"api": port or free_port()}
-        args = ["--bind", "127.0.0.1", "--public-host", "127.0.0.1", "--api-port", str(ports["api"]), *extra]
+        args = [
+            "--bind",
+            "127.0.0.1",
+            "--public-host",
+            "127.0.0.1",
+            "--api-port",
+            str(ports["api"]),
+            *extra,
+        ]
         node = Node("master", args, self.env(), self.tmp / f"master-{len(self.nodes)}.log", ports)
         self.nodes.append(node)
         return node.start() if start else node
@@ -171,8 +210,17 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         c.close()
 
 
-def publish(url: str, seconds: float, *, gop: int = 50, size: str = "320x240", rate: int = 25,
-            audio: bool = True, video: bool = True, log_path: Path | None = None) -> subprocess.Popen[bytes]:
+def publish(
+    url: str,
+    seconds: float,
+    *,
+    gop: int = 50,
+    size: str = "320x240",
+    rate: int = 25,
+    audio: bool = True,
+    video: bool = True,
+    log_path: Path | None = None,
+) -> subprocess.Popen[bytes]:
     """A real ffmpeg publisher: test pattern + tone, H.264 (B-frames) + AAC, in real time."""
     cmd = [need("ffmpeg"), "-hide_banner", "-loglevel", "error", "-re"]
     if video:
@@ -180,14 +228,31 @@ def publish(url: str, seconds: float, *, gop: int = 50, size: str = "320x240", r
     if audio:
         cmd += ["-f", "lavfi", "-i", "sine=frequency=440:sample_rate=48000"]
     if video:
-        cmd += ["-c:v", "libx264", "-preset", "veryfast", "-bf", "2",
-                "-g", str(gop), "-keyint_min", str(gop), "-sc_threshold", "0", "-pix_fmt", "yuv420p",
-                "-b:v", "800k"]
+        cmd += [
+            "-c:v",
+            "libx264",
+            "-preset",
+            "veryfast",
+            "-bf",
+            "2",
+            "-g",
+            str(gop),
+            "-keyint_min",
+            str(gop),
+            "-sc_threshold",
+            "0",
+            "-pix_fmt",
+            "yuv420p",
+            "-b:v",
+            "800k",
+        ]
     if audio:
         cmd += ["-c:a", "aac", "-b:a", "96k", "-ar", "48000", "-ac", "2"]
     cmd += ["-t", str(seconds), "-f", "flv", url]
-    out = open(log_path, "ab") if log_path else subprocess.DEVNULL
-    return subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT if log_path else subprocess.DEVNULL)
+    out = open(log_path, "ab") if log_path else subprocess.DEVNULL  # noqa: SIM115
+    return subprocess.Popen(
+        cmd, stdout=out, stderr=subprocess.STDOUT if log_path else subprocess.DEVNULL
+    )
 
 
 def wait_for(predicate: Any, timeout: float, interval: float = 0.2, what: str = "condition") -> Any:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import re
 import subprocess
 import time
@@ -17,15 +18,22 @@ pytestmark = pytest.mark.e2e
 
 
 def teacher_publish_url(node_api: str, password: str, stream: str = "live/stream") -> str:
-    status, reply = http_json("POST", f"{node_api}/api/token",
-                              {"user_type": "teacher", "user_id": "ms-kim", "password": password, "stream": stream})
+    status, reply = http_json(
+        "POST",
+        f"{node_api}/api/token",
+        {"user_type": "teacher", "user_id": "ms-kim", "password": password, "stream": stream},
+    )
     assert status == 200, reply
     assert reply["rtmp_url"].endswith("/live")
     return f"{reply['rtmp_url']}/{reply['stream_key']}"
 
 
 def student_hls_url(node_api: str, user_id: str = "student-1", stream: str = "live/stream") -> str:
-    status, reply = http_json("POST", f"{node_api}/api/token", {"user_type": "student", "user_id": user_id, "stream": stream})
+    status, reply = http_json(
+        "POST",
+        f"{node_api}/api/token",
+        {"user_type": "student", "user_id": user_id, "stream": stream},
+    )
     assert status == 200, reply
     assert set(reply) >= {"token", "hls_url", "node_id", "expires_in", "expires_at"}
     return str(reply["hls_url"])
@@ -36,7 +44,7 @@ def media_playlist_url(hls_url: str) -> str:
     assert status == 200, body
     text = body.decode()
     assert text.startswith("#EXTM3U\n")
-    variant = [line for line in text.splitlines() if line and not line.startswith("#")][0]
+    variant = next(line for line in text.splitlines() if line and not line.startswith("#"))
     return hls_url.split("index.m3u8")[0] + variant
 
 
@@ -55,16 +63,34 @@ def playlist_entries(text: str) -> list[tuple[float, str, bool]]:
 
 def test_publish_play_decode_audio_and_video(cluster: Cluster, tmp_path: Path) -> None:
     slave = cluster.slave()
-    publisher = publish(teacher_publish_url(slave.api, cluster.teacher_password), 40, log_path=tmp_path / "pub.log")
+    publisher = publish(
+        teacher_publish_url(slave.api, cluster.teacher_password), 40, log_path=tmp_path / "pub.log"
+    )
     try:
         hls_url = student_hls_url(slave.api)
         wait_for(lambda: http_get(hls_url)[0] == 200, 15, what="the first segment")
 
         # A real HLS reader decodes 20 s of both tracks with no error at all.
         reader = subprocess.run(
-            [need("ffmpeg"), "-hide_banner", "-v", "error", "-i", hls_url, "-t", "20",
-             "-map", "0:v", "-map", "0:a", "-f", "framecrc", "-"],
-            capture_output=True, timeout=60,
+            [
+                need("ffmpeg"),
+                "-hide_banner",
+                "-v",
+                "error",
+                "-i",
+                hls_url,
+                "-t",
+                "20",
+                "-map",
+                "0:v",
+                "-map",
+                "0:a",
+                "-f",
+                "framecrc",
+                "-",
+            ],
+            capture_output=True,
+            timeout=60,
         )
         assert reader.returncode == 0, reader.stderr.decode()
         assert reader.stderr.decode().strip() == ""
@@ -77,7 +103,7 @@ def test_publish_play_decode_audio_and_video(cluster: Cluster, tmp_path: Path) -
         assert len(frames[0]) >= 20 * 25 * 0.95, "video frames decoded"
         assert len(frames[1]) >= 20 * 46 * 0.95, "audio frames decoded (48 kHz AAC)"
         for pts in frames.values():
-            assert all(b > a for a, b in zip(pts, pts[1:])), "PTS strictly increase"
+            assert all(b > a for a, b in itertools.pairwise(pts)), "PTS strictly increase"
 
         # Every listed segment starts with a keyframe and lasts the target (±0.5 s).
         media_url = media_playlist_url(hls_url)
@@ -116,6 +142,7 @@ def test_publisher_reconnect_continues_with_discontinuity(cluster: Cluster, tmp_
     assert "#EXT-X-ENDLIST" not in before, "a short publisher gap must not end the stream"
     second = publish(url, 8, log_path=tmp_path / "pub2.log")
     try:
+
         def has_discontinuity() -> str | None:
             text = http_get(media_url)[1].decode()
             return text if "#EXT-X-DISCONTINUITY\n" in text else None
@@ -151,7 +178,11 @@ def test_wrong_credentials_are_refused(cluster: Cluster, tmp_path: Path) -> None
         assert status == 403 and b"another stream" in body
         # A session id must be genuine.
         media_url = media_playlist_url(hls_url)
-        forged = re.sub(r"/([A-Za-z0-9_-]+)/media.m3u8", "/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA/media.m3u8", media_url)
+        forged = re.sub(
+            r"/([A-Za-z0-9_-]+)/media.m3u8",
+            "/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA/media.m3u8",
+            media_url,
+        )
         assert http_get(forged)[0] == 403
         # A second publisher without the stream's owner credentials is refused.
         intruder = publish(f"{slave.rtmp}/live/stream?key=nope", 5)
@@ -170,10 +201,22 @@ def test_viewer_count_follows_readers(cluster: Cluster, tmp_path: Path) -> None:
         url = student_hls_url(slave.api, "a")
         wait_for(lambda: http_get(url)[0] == 200, 15, what="the first segment")
         for name in ("r1", "r2", "r3"):
-            readers.append(subprocess.Popen(
-                [need("ffmpeg"), "-v", "error", "-i", student_hls_url(slave.api, name), "-f", "null", "-"],
-                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-            ))
+            readers.append(
+                subprocess.Popen(
+                    [
+                        need("ffmpeg"),
+                        "-v",
+                        "error",
+                        "-i",
+                        student_hls_url(slave.api, name),
+                        "-f",
+                        "null",
+                        "-",
+                    ],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+            )
 
         def connections() -> int:
             return int(http_json("GET", f"{slave.api}/api/stats")[1]["connections"])
