@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import time
 from collections import Counter
@@ -43,7 +42,14 @@ from airclass.cluster.registry import (
 from airclass.cluster.signing import ReplayCache, SignatureError, verify
 from airclass.config import Config
 from airclass.web import metrics
-from airclass.web.http import HttpError, error_middleware, json_response, preflight
+from airclass.web.http import (
+    HttpError,
+    error_middleware,
+    json_response,
+    parse_json_object,
+    preflight,
+    read_body,
+)
 from airclass.web.pages import add_page_routes
 from airclass.web.token_api import TOKEN_SERVICE, NodeTarget, TokenService, token_handler
 
@@ -204,12 +210,7 @@ def _load_percentage(node: NodeInfo) -> float:
 async def _signed_json(request: web.Request) -> dict[str, Any]:
     """The JSON body of a request signed with the cluster key, or 401/400/413."""
     state = request.app[MASTER]
-    length = request.content_length
-    if length is not None and length > MAX_CONTROL_BODY:
-        raise HttpError(413, f"request body larger than {MAX_CONTROL_BODY} bytes")
-    body = await request.content.read(MAX_CONTROL_BODY + 1)
-    if len(body) > MAX_CONTROL_BODY:
-        raise HttpError(413, f"request body larger than {MAX_CONTROL_BODY} bytes")
+    body = await read_body(request, MAX_CONTROL_BODY)
     try:
         verify(
             state.config.cluster_key,
@@ -226,15 +227,7 @@ async def _signed_json(request: web.Request) -> dict[str, Any]:
             "refused %s %s from %s: %s", request.method, request.path, request.remote, exc.reason
         )
         raise HttpError(401, f"control request refused: {exc.reason}") from None
-    try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        raise HttpError(400, "body is not valid JSON") from None
-    except RecursionError:
-        raise HttpError(400, "body is nested too deeply") from None
-    if not isinstance(data, dict):
-        raise HttpError(400, "body must be a JSON object")
-    return data
+    return parse_json_object(body)
 
 
 def _node_id(body: dict[str, Any]) -> str:

@@ -90,14 +90,25 @@ async def preflight(request: web.Request) -> web.Response:
     return web.Response(status=204, headers=PREFLIGHT_HEADERS)
 
 
-async def read_json(request: web.Request, limit: int = MAX_JSON_BODY) -> dict[str, Any]:
-    """A JSON object body of at most `limit` bytes, or an HttpError (400/413/415)."""
+async def read_body(request: web.Request, limit: int = MAX_JSON_BODY) -> bytes:
+    """The whole request body, at most `limit` bytes, or HttpError(413).
+
+    `content.read(n)` returns what has arrived so far, which for a body split across TCP
+    segments is only its start: read to the end, bounded.
+    """
     length = request.content_length
     if length is not None and length > limit:
         raise HttpError(413, f"request body larger than {limit} bytes")
-    body = await request.content.read(limit + 1)
-    if len(body) > limit:
-        raise HttpError(413, f"request body larger than {limit} bytes")
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(16 * 1024):
+        body += chunk
+        if len(body) > limit:
+            raise HttpError(413, f"request body larger than {limit} bytes")
+    return bytes(body)
+
+
+def parse_json_object(body: bytes) -> dict[str, Any]:
+    """A JSON object from `body`, or HttpError(400)."""
     try:
         data = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError):
@@ -108,6 +119,11 @@ async def read_json(request: web.Request, limit: int = MAX_JSON_BODY) -> dict[st
     if not isinstance(data, dict):
         raise HttpError(400, "body must be a JSON object")
     return data
+
+
+async def read_json(request: web.Request, limit: int = MAX_JSON_BODY) -> dict[str, Any]:
+    """A JSON object body of at most `limit` bytes, or an HttpError (400/413)."""
+    return parse_json_object(await read_body(request, limit))
 
 
 SHARED_CHUNK = 64 * 1024
