@@ -210,22 +210,14 @@ class Viewer:
             for sequence, duration, uri, _ in playlist.segments:
                 if sequence <= have:
                     continue
-                t0 = time.monotonic()
                 try:
-                    data = await self._get(urljoin(media_url, uri))
+                    t1 = await self._fetch_media(urljoin(media_url, uri), duration)
                 except NodeDown as exc:
-                    self.result.errors += 1
                     current = self._fail_over(media_urls, current, exc)
                     break
-                except aiohttp.ClientError:
-                    self.result.errors += 1
+                if t1 is None:
                     break
-                t1 = time.monotonic()
-                self._advance(t1)
-                self.result.fetch_times.append(t1 - t0)
                 self.result.segments += 1
-                self.result.bytes += len(data)
-                self.buffer += duration
                 have = sequence
                 pending += 1
                 if self.playing_since is None and pending >= self.start_segments:
@@ -240,6 +232,25 @@ class Viewer:
             await asyncio.sleep(min(wait, max(0.0, self.deadline - time.monotonic())))
             self._advance(time.monotonic())
 
+    async def _fetch_media(self, url: str, duration: float) -> float | None:
+        """Fetch one segment or part and buffer its `duration`; the time it arrived, or None
+        after a counted client error. NodeDown propagates (the caller fails over)."""
+        t0 = time.monotonic()
+        try:
+            data = await self._get(url)
+        except NodeDown:
+            self.result.errors += 1
+            raise
+        except aiohttp.ClientError:
+            self.result.errors += 1
+            return None
+        t1 = time.monotonic()
+        self._advance(t1)
+        self.result.fetch_times.append(t1 - t0)
+        self.result.bytes += len(data)
+        self.buffer += duration
+        return t1
+
     async def _run_ll(self, media_urls: list[str], current: int, playlist: Playlist) -> None:
         """An LL-HLS player: from the newest independent part, fetch every part in order and
         ask for the next one with a blocking reload (`_HLS_msn`/`_HLS_part`); play once
@@ -252,22 +263,14 @@ class Viewer:
             for sequence, index, duration, uri in playlist.parts:
                 if (sequence, index) < position:
                     continue
-                t0 = time.monotonic()
                 try:
-                    data = await self._get(urljoin(media_url, uri))
+                    t1 = await self._fetch_media(urljoin(media_url, uri), duration)
                 except NodeDown as exc:
-                    self.result.errors += 1
                     current = self._fail_over(media_urls, current, exc)
                     break
-                except aiohttp.ClientError:
-                    self.result.errors += 1
+                if t1 is None:
                     break
-                t1 = time.monotonic()
-                self._advance(t1)
-                self.result.fetch_times.append(t1 - t0)
                 self.result.parts += 1
-                self.result.bytes += len(data)
-                self.buffer += duration
                 position = (sequence, index + 1)
                 if self.playing_since is None and self.buffer >= hold_back:
                     self.playing_since = self.last_tick = t1

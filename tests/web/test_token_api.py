@@ -267,7 +267,7 @@ _fields = st.fixed_dictionaries(
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(body=_fields)
-def test_any_body_gets_a_reply_or_a_client_error(body: dict[str, Any]) -> None:
+def test_any_body_gets_a_reply_or_a_4xx(body: dict[str, Any]) -> None:
     """Whatever the fields hold, issue() answers or raises HttpError 4xx; nothing else."""
     from airclass.auth.tokens import TokenIssuer
     from airclass.web.slave_app import SelfChooser
