@@ -171,8 +171,7 @@ class Cluster:
             str(ports["hls"]),
             "--api-port",
             str(ports["api"]),
-            "--stream-key",
-            self.stream_key,
+            f"--stream-key={self.stream_key}",  # a key may start with "-"
             *extra,
         ]
         if master is not None:
