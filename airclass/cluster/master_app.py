@@ -44,7 +44,6 @@ from airclass.config import Config
 from airclass.web import metrics
 from airclass.web.http import (
     HttpError,
-    error_middleware,
     json_response,
     parse_json_object,
     preflight,
@@ -370,7 +369,7 @@ async def api_stats(request: web.Request) -> web.Response:
 
 def create_master_app(config: Config, *, clock: Callable[[], float] = time.time) -> web.Application:
     """The master's app; `clock` is replaceable so tests can move time."""
-    app = web.Application(middlewares=[error_middleware], client_max_size=MAX_CONTROL_BODY)
+    app = web.Application(client_max_size=MAX_CONTROL_BODY)
     registry = Registry(config.heartbeat_timeout)
     state = MasterState(
         config=config,
@@ -396,7 +395,7 @@ def create_master_app(config: Config, *, clock: Callable[[], float] = time.time)
     app.router.add_get("/cluster/prometheus-targets", prometheus_targets)
     add_master_pages(app)
     http_metrics = metrics.install(app, lambda: metrics.master_families(state))
-    app.middlewares.insert(0, http_metrics.middleware())
+    app.middlewares.append(http_metrics.middleware())
     app.cleanup_ctx.append(_monitor_ctx)
     return app
 

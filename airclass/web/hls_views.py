@@ -33,7 +33,7 @@ from airclass.auth.sessions import SessionSigner, SessionTable
 from airclass.auth.tokens import TokenIssuer
 from airclass.hls.packager import HlsPackager
 from airclass.hls.playlist import Variant, block_decision, render_multivariant_playlist
-from airclass.web.http import CORS_HEADERS, HttpError, send_shared
+from airclass.web.http import CORS_HEADERS, HttpError, SharedFiles, send_shared
 from airclass.web.streams import LiveStream, StreamTable
 
 log = logging.getLogger(__name__)
@@ -75,6 +75,8 @@ class HlsContext:
         self.sessions = sessions
         self.backups: list[tuple[str, str]] = []
         """(node_id, hls_base) of peers that also serve our streams, for failover variants."""
+        self.files = SharedFiles()
+        """Memory files of the segments and parts being served, for sendfile."""
         self.clock = clock
         """Wall clock for token expiry and session windows; tests replace it to move time."""
         self.max_block: float | None = None
@@ -236,7 +238,8 @@ async def segment(request: web.Request) -> web.StreamResponse:
     if seg is None:
         raise HttpError(404, "no such segment (too old or not yet made)")
     ctx.sessions.add_bytes(sid, len(seg.data))
-    return await send_shared(request, seg.data, SEGMENT_HEADERS)
+    fd = ctx.files.fd((path, seg.sequence, None), seg.data)
+    return await send_shared(request, seg.data, SEGMENT_HEADERS, fd)
 
 
 async def part(request: web.Request) -> web.StreamResponse:
@@ -263,7 +266,8 @@ async def part(request: web.Request) -> web.StreamResponse:
     if found is None:
         raise HttpError(404, "no such part (too old or not yet made)")
     ctx.sessions.add_bytes(sid, len(found.data))
-    return await send_shared(request, found.data, SEGMENT_HEADERS)
+    fd = ctx.files.fd((path, sequence, index), found.data)
+    return await send_shared(request, found.data, SEGMENT_HEADERS, fd)
 
 
 def add_routes(app: web.Application) -> None:

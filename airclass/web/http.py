@@ -5,12 +5,16 @@ Every error a client sees is `{"error": "..."}` with a 4xx/5xx status, never a t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+import os
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Hashable, Mapping
 from typing import Any
 
 from aiohttp import web
+from aiohttp.http_writer import StreamWriter
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +59,8 @@ def json_error(status: int, message: str, headers: dict[str, str] | None = None)
     return json_response({"error": message}, status=status, headers=headers)
 
 
-@web.middleware
-async def error_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn every failure into a JSON error with CORS headers."""
+async def handle_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Call `handler`, turning every failure into a JSON error with CORS headers."""
     try:
         response = await handler(request)
     except HttpError as exc:
@@ -83,6 +86,11 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         for key, value in CORS_HEADERS.items():
             response.headers.setdefault(key, value)
     return response
+
+
+error_middleware = web.middleware(handle_errors)
+"""`handle_errors` as a middleware, for apps without metrics (the metrics middleware calls
+`handle_errors` itself)."""
 
 
 async def preflight(request: web.Request) -> web.Response:
@@ -127,29 +135,133 @@ async def read_json(request: web.Request, limit: int = MAX_JSON_BODY) -> dict[st
 
 
 SHARED_CHUNK = 64 * 1024
-"""Slice size for `send_shared`: aiohttp drains after 64 KiB written, so a slow reader holds at
-most about three slices (two written, plus the transport's low-water mark) of its own."""
+"""Bodies up to this size go out as one ordinary response. Larger ones are sent by
+`send_shared`; on a loop whose transports copy what the socket does not take at once, in
+slices of this size, between which aiohttp drains, so a slow reader holds at most about three
+slices (two written, plus the transport's low-water mark) of its own."""
+
+
+class SharedFiles:
+    """Memory-file (memfd) copies of the bodies every viewer shares, at most `max_bytes` of
+    them, least recently used evicted first.
+
+    `os.sendfile` from such a file hands the socket the file's pages instead of copying the
+    bytes into it: one system call and no user-space copy per viewer, where a write costs a copy
+    into the kernel (and, through aiohttp on Python 3.11, a second one joining headers and
+    body). The file is written once, on the first request for a body, keyed by what the body is
+    (stream, sequence, part) and checked by identity, so a re-made body gets a new file.
+    """
+
+    def __init__(self, max_bytes: int = 64 * 1024 * 1024) -> None:
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._files: OrderedDict[Hashable, tuple[bytes, int]] = OrderedDict()
+        self.enabled = hasattr(os, "memfd_create") and hasattr(os, "sendfile")
+
+    def __len__(self) -> int:
+        return len(self._files)
+
+    def fd(self, key: Hashable, data: bytes) -> int | None:
+        """A file descriptor holding exactly `data`, or None (a small body, no memfd here, or
+        out of file descriptors)."""
+        if not self.enabled:
+            return None
+        entry = self._files.get(key)
+        if entry is not None:
+            if entry[0] is data:
+                self._files.move_to_end(key)
+                return entry[1]
+            self._drop(key)
+        if len(data) <= SHARED_CHUNK or len(data) > self.max_bytes:
+            return None  # small bodies go out with their headers in one write anyway
+        try:
+            fd = os.memfd_create("airclass-body", os.MFD_CLOEXEC)
+        except OSError as exc:
+            log.warning("no memory file for a shared body (%s): sending it by copy", exc)
+            return None
+        try:
+            view = memoryview(data)
+            written = 0
+            while written < len(data):
+                written += os.pwrite(fd, view[written:], written)
+        except OSError as exc:
+            os.close(fd)
+            log.warning("could not fill a memory file (%s): sending by copy", exc)
+            return None
+        self._files[key] = (data, fd)
+        self.bytes += len(data)
+        while self.bytes > self.max_bytes:
+            self._drop(next(iter(self._files)))
+        return fd
+
+    def _drop(self, key: Hashable) -> None:
+        data, fd = self._files.pop(key)
+        self.bytes -= len(data)
+        os.close(fd)
+
+    def close(self) -> None:
+        while self._files:
+            self._drop(next(iter(self._files)))
+
+
+def _transport_holds_references(transport: asyncio.BaseTransport) -> bool:
+    """uvloop's transports keep a reference to what `write` is given until the socket took it;
+    asyncio's selector transport copies the unsent rest into its own buffer (Python < 3.12)."""
+    return type(transport).__module__.startswith("uvloop")
+
+
+def _sendfile_now(transport: asyncio.Transport, fd: int, count: int) -> int:
+    """Send what the socket takes at once of `fd`'s first `count` bytes.
+
+    Only when nothing is queued in the transport (the headers went out), else the order on the
+    wire would break; the caller writes whatever is left through the transport as usual. 0
+    when the socket is full or the transport has no socket of its own.
+    """
+    sock = transport.get_extra_info("socket")
+    if sock is None or transport.is_closing() or transport.get_write_buffer_size():
+        return 0
+    try:
+        return os.sendfile(sock.fileno(), fd, 0, count)
+    except (BlockingIOError, InterruptedError):
+        return 0
 
 
 async def send_shared(
-    request: web.Request, data: bytes, headers: Mapping[str, str]
+    request: web.Request, data: bytes, headers: Mapping[str, str], fd: int | None = None
 ) -> web.StreamResponse:
     """Send bytes that every viewer shares (a segment) without a per-client copy of them.
 
-    One `write` of the whole body makes asyncio (Python < 3.12) copy whatever the socket does
-    not take at once into the connection's own buffer, so each viewer reading at 1 KB/s would
-    keep its own copy of a segment. Writing memoryview slices, which aiohttp drains between,
-    bounds what one client buffers to a few slices, whatever its speed and the segment size.
+    With `fd`, a memory file holding `data` (`SharedFiles`), the body goes out by sendfile as
+    far as the socket takes it at once; the rest, or all of it without `fd`, is written from
+    the shared bytes: whole on a loop whose transport keeps a reference to it, else in
+    `SHARED_CHUNK` slices, because one `write` of the whole body makes asyncio (Python < 3.12)
+    copy whatever the socket does not take at once into the connection's own buffer, and each
+    viewer reading at 1 KB/s would keep its own copy of a segment.
     """
     if len(data) <= SHARED_CHUNK or request.method == "HEAD":
         return web.Response(body=data, headers=headers)
     response = web.StreamResponse(headers=headers)
     response.content_length = len(data)
-    view = memoryview(data)
     try:
-        await response.prepare(request)
-        for start in range(0, len(data), SHARED_CHUNK):
-            await response.write(view[start : start + SHARED_CHUNK])
+        writer = await response.prepare(request)
+        if isinstance(writer, StreamWriter):
+            # Headers on their own: aiohttp would join them with the first body write, a copy
+            # of the body per viewer.
+            writer.send_headers()
+        transport = request.transport
+        sent = 0
+        if fd is not None and transport is not None:
+            if transport.get_write_buffer_size():
+                # uvloop queues writes until the end of the loop's turn: let the headers go.
+                await asyncio.sleep(0)
+            sent = _sendfile_now(transport, fd, len(data))
+        view = memoryview(data)[sent:]
+        if transport is not None and _transport_holds_references(transport):
+            if view:
+                await response.write(view)
+        else:
+            for start in range(0, len(view), SHARED_CHUNK):
+                await response.write(view[start : start + SHARED_CHUNK])
         await response.write_eof()
     except ConnectionError:
         # The viewer went away mid-segment (closed the tab, switched node): not our error.

@@ -33,7 +33,7 @@ from airclass.hls.packager import PackagerConfig
 from airclass.rtmp.server import PublishDenied, RtmpLimits, RtmpServer
 from airclass.web import hls_views, metrics
 from airclass.web.hls_views import HLS_CONTEXT, HlsContext
-from airclass.web.http import HttpError, error_middleware, json_response, preflight
+from airclass.web.http import HttpError, json_response, preflight
 from airclass.web.pages import add_page_routes, slave_dashboard_source
 from airclass.web.streams import StreamTable
 from airclass.web.token_api import TOKEN_SERVICE, NodeTarget, TokenService, token_handler
@@ -184,7 +184,7 @@ def packager_config(config: Config) -> PackagerConfig:
 
 
 def create_app(config: Config) -> web.Application:
-    app = web.Application(middlewares=[error_middleware], client_max_size=64 * 1024)
+    app = web.Application(client_max_size=64 * 1024)
     issuer = TokenIssuer(config.secret_key)
     streams = StreamTable(packager_config(config))
     sessions = SessionTable(
@@ -214,6 +214,7 @@ def create_app(config: Config) -> web.Application:
     app.router.add_route("OPTIONS", "/{tail:.*}", preflight)
     app.cleanup_ctx.append(_rtmp_ctx)
     app.cleanup_ctx.append(_sweeper_ctx)
+    app.on_cleanup.append(_close_files)
     # One stream, every node: serve our streams to edges, follow the ones published elsewhere.
     RelayOrigin(config.node_id, streams, config.cluster_key).add_routes(app)
 
@@ -227,7 +228,7 @@ def create_app(config: Config) -> web.Application:
         return {path: f["lag"] for path, f in relay.stats()["following"].items()}
 
     http_metrics = metrics.install(app, lambda: metrics.slave_families(node, relay_lag))
-    app.middlewares.insert(0, http_metrics.middleware())
+    app.middlewares.append(http_metrics.middleware())
     app.cleanup_ctx.append(_relay_ctx)
     if config.master_url:
         app[MASTER_LINK] = MasterLink(config, node.stats)
@@ -235,6 +236,10 @@ def create_app(config: Config) -> web.Application:
         app.cleanup_ctx.append(_master_link_ctx)
         app.on_shutdown.append(_unregister_first)
     return app
+
+
+async def _close_files(app: web.Application) -> None:
+    app[HLS_CONTEXT].files.close()
 
 
 async def _rtmp_ctx(app: web.Application) -> AsyncIterator[None]:
