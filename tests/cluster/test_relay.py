@@ -445,3 +445,63 @@ async def test_an_edge_that_joins_again_after_the_end_ends_too(
     edge.app[RELAY].follow(PATH, origin.origin)
     await until(lambda: edge.stream().packager.state == "ended", what="ENDLIST on the edge")
     assert edge.playlist() == origin.playlist()
+
+
+async def test_an_edge_holds_blocking_requests_for_a_part_it_does_not_have_yet(
+    make_node: Callable[..., Awaitable[Node]],
+) -> None:
+    """LL-HLS through a relay: a viewer on the edge asks (blocking reload, and the preload
+    hint) for the part the origin is still making; both requests wait on the edge and answer
+    with that part once it is made on the origin and relayed."""
+    origin = await make_node("origin", segment_duration=1.0)
+    edge = await make_node("edge", segment_duration=1.0)
+    video, audio, frames = make_test_frames(12.0, gop=25)
+    stream = origin.sink()
+    stream.on_publish_start()
+    stream.on_event(video)
+    stream.on_event(audio)
+    sent = 0
+
+    def send_until(predicate: Callable[[], bool]) -> None:
+        nonlocal sent
+        while not predicate():
+            assert sent < len(frames), "ran out of frames"
+            stream.on_event(frames[sent])
+            sent += 1
+
+    packager = stream.packager
+    assert packager.low_latency
+    send_until(lambda: (packager.newest_sequence or 0) >= 1 and packager.open_parts >= 1)
+    assert edge.app[RELAY].follow(PATH, origin.origin)
+    await until(
+        lambda: edge.newest() is not None and edge.playlist() == origin.playlist(),
+        what="the edge to catch up",
+    )
+
+    seq, index = packager.next_sequence, packager.open_parts
+    assert packager.part(seq, index) is None, "the origin has not made it either"
+    sid = edge.app[HLS_CONTEXT].signer.mint(PATH, time.time() + 3600, "student")
+    base = f"{edge.base}/{PATH}/{sid}"
+
+    async def fetch(http: aiohttp.ClientSession, url: str) -> tuple[int, bytes]:
+        async with http.get(url) as resp:
+            return resp.status, await resp.read()
+
+    async with aiohttp.ClientSession() as http:
+        reload = asyncio.create_task(
+            fetch(http, f"{base}/media.m3u8?_HLS_msn={seq}&_HLS_part={index}")
+        )
+        hinted = asyncio.create_task(fetch(http, f"{base}/{seq}.{index}.ts"))
+        await asyncio.sleep(0.5)
+        assert not reload.done() and not hinted.done(), "both wait for the part"
+
+        send_until(lambda: packager.part(seq, index) is not None)
+        made = time.monotonic()
+        status, playlist = await asyncio.wait_for(reload, 5)
+        reload_s = time.monotonic() - made
+        assert status == 200
+        assert f'URI="{seq}.{index}.ts"'.encode() in playlist.split(b"#EXT-X-PRELOAD-HINT")[0]
+        status, body = await asyncio.wait_for(hinted, 5)
+        part = packager.part(seq, index)
+        assert status == 200 and part is not None and body == part.data
+        assert reload_s < 1.0, f"the edge answered {reload_s:.3f} s after the origin made it"
