@@ -1,6 +1,7 @@
 """Many viewers on one slave: stalls, slave CPU and memory, with `python -m airclass.loadtest`.
 
-    python benchmarks/viewers.py [--viewers 150] [--duration 60] [--ramp 10] [--slave-arg=...]
+    python benchmarks/viewers.py [--viewers 150] [--duration 60] [--ramp 10] [--low-latency]
+                                 [--slave-arg=...]
 
 Starts one slave on free loopback ports, publishes a pre-encoded 720p30 stream at 1.6 Mbit/s
 (1500 kbit/s H.264 + 96 kbit/s AAC, looped with `ffmpeg -re -c copy`), waits for its first
@@ -58,6 +59,9 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--slave-arg", action="append", default=[],
                         help="extra flag for the slave, e.g. --slave-arg=--no-low-latency")
+    parser.add_argument("--low-latency", action="store_true",
+                        help="viewers fetch LL-HLS parts with blocking reloads, like hls.js "
+                             "in lowLatencyMode (default: whole segments)")
     args = parser.parse_args()
     source = source_file(30, video_kbps=1500, audio_kbps=96)
     with tempfile.TemporaryDirectory(prefix="airclass-viewers-") as tmp:
@@ -88,6 +92,8 @@ def main() -> int:
                        "--stream", STREAM, "--viewers", str(args.viewers),
                        "--duration", str(args.duration), "--ramp", str(args.ramp),
                        "--api", node.api, "--quiet", "--json", str(out_json)]
+                if args.low_latency:
+                    cmd.append("--low-latency")
                 print(f"loadtest: {args.viewers} viewers for {args.duration} s "
                       f"(ramp {args.ramp:g} s) ...", flush=True)
                 client = subprocess.Popen(cmd, cwd=ROOT)

@@ -61,6 +61,12 @@ def http_get(
         return exc.code, exc.read(), dict(exc.headers)
 
 
+
+ONE_BROWSER_AT_A_TIME = pytest.mark.xdist_group("browser")
+"""Browser tests share one pytest-xdist worker, so they run one after another: two Chromiums
+decoding video beside their encoders on two cores make playback timings (latency, failover
+stall) measure the machine, not the product."""
+
 @dataclass
 class Node:
     """One airclass process."""

@@ -18,9 +18,18 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 
-from tests.e2e.conftest import ROOT, Cluster, Node, free_port, http_json, publish, wait_for
+from tests.e2e.conftest import (
+    ONE_BROWSER_AT_A_TIME,
+    ROOT,
+    Cluster,
+    Node,
+    free_port,
+    http_json,
+    publish,
+    wait_for,
+)
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(240), ONE_BROWSER_AT_A_TIME]
 
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",

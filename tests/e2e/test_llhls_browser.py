@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from tests.e2e.conftest import ROOT, Cluster, http_get, publish, wait_for
+from tests.e2e.conftest import ONE_BROWSER_AT_A_TIME, ROOT, Cluster, http_get, publish, wait_for
 from tests.e2e.test_browser import (  # noqa: F401  (browser is a fixture)
     browser,
     join_as_student,
@@ -30,7 +30,7 @@ from tests.e2e.test_browser import (  # noqa: F401  (browser is a fixture)
     wait_playing,
 )
 
-pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300), ONE_BROWSER_AT_A_TIME]
 
 SETTLE_MS = 5_000
 SAMPLES = 60
