@@ -8,7 +8,7 @@ run: install            ## install everything and start the demo classroom
 	$(PY) -m airclass demo
 
 test: install-test      ## install everything and run the tests
-	$(PY) -m pytest -n 2 --dist loadgroup
+	PY=$(PY) scripts/test.sh
 
 install:
 	scripts/install.sh run

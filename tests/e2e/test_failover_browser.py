@@ -222,6 +222,7 @@ def run_failover(cluster: Cluster, tmp_path: Path, page_base: str, *,
     )
 
 
+@pytest.mark.timing
 def test_killing_the_students_node_keeps_the_video_playing(
     cluster: Cluster, tmp_path: Path, page_server: str
 ) -> None:

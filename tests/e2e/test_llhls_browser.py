@@ -55,6 +55,7 @@ SAMPLE = """(() => {
 })()"""
 
 
+@pytest.mark.timing
 @pytest.mark.parametrize(
     ("mode", "keyframe_s", "bound", "seconds"),
     # The headline case samples the issue's full minute; the others half of it, to keep the
@@ -101,7 +102,9 @@ def test_glass_to_glass_latency(
         screenshot(page, f"student-latency-{mode}-{keyframe_s}s.png")
         assert len(samples) >= seconds - 2
         assert median <= bound, samples
-        if mode == "ll" and keyframe_s == 2 and len(stalls) == 1:
+        # One stall shows as a `waiting` event and a bufferStalledError at the same time.
+        stall_times = {entry.split("@")[1] for entry in stalls}
+        if mode == "ll" and keyframe_s == 2 and len(stall_times) == 1:
             # Known and open (issue 10): one short stall a minute with 2 s keyframes in LL mode.
             pytest.xfail(f"one short stall with 2 s keyframes: {stalls}")
         assert stalls == [], stalls
