@@ -58,9 +58,8 @@ SAMPLE = """(() => {
 @pytest.mark.timing
 @pytest.mark.parametrize(
     ("mode", "keyframe_s", "bound", "seconds"),
-    # The headline case samples the issue's full minute; the others half of it, to keep the
-    # suite's time in bounds (python -m pytest -s runs them all and prints the figures).
-    [("ll", 1, 1.5, SAMPLES), ("ll", 2, 2.5, SAMPLES // 2), ("plain", 1, 4.0, SAMPLES // 2)],
+    # Each case samples a full minute of playback (python -m pytest -s prints the figures).
+    [("ll", 1, 1.5, SAMPLES), ("ll", 2, 2.5, SAMPLES), ("plain", 1, 4.0, SAMPLES)],
     ids=["ll-1s-keyframes", "ll-2s-keyframes", "plain-1s-segments"],
 )
 def test_glass_to_glass_latency(
@@ -102,11 +101,13 @@ def test_glass_to_glass_latency(
         screenshot(page, f"student-latency-{mode}-{keyframe_s}s.png")
         assert len(samples) >= seconds - 2
         assert median <= bound, samples
-        # One stall shows as a `waiting` event and a bufferStalledError at the same time.
-        stall_times = {entry.split("@")[1] for entry in stalls}
+        stall_times = sorted({entry.split("@")[1] for entry in stalls})  # waiting + stalled
         if mode == "ll" and keyframe_s == 2 and len(stall_times) == 1:
-            # Known and open (issue 10): one short stall a minute with 2 s keyframes in LL mode.
-            pytest.xfail(f"one short stall with 2 s keyframes: {stalls}")
+            # Known and open (issue 10): hls.js (1.7) stops at a segment boundary when the
+            # buffered end (audio's) is a B-frame delay short of the last part's end, since the
+            # fully loaded segment there looks like a loop ("isLoopLoading"); it resumes ~5 s
+            # later. Seen about once a minute with 2 s keyframes.
+            pytest.xfail(f"one hls.js stall at a segment boundary: {stalls}")
         assert stalls == [], stalls
         if mode == "ll":
             assert parts > 0, "hls.js loaded partial segments"
