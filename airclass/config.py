@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import socket
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -190,6 +191,26 @@ def build_parser(role: str) -> argparse.ArgumentParser:
     return parser
 
 
+_VALUE_FLAGS = frozenset("--" + name.replace("_", "-") for name, _, kind, _ in _SETTINGS
+                         if kind is not bool)
+
+
+def _attach_values(argv: Sequence[str]) -> list[str]:
+    """`--flag value` as `--flag=value` for every flag that takes a value, so that a value
+    starting with "-" (one key in 64 from `secrets.token_urlsafe` does) is not read as a flag."""
+    out: list[str] = []
+    args = list(argv)
+    i = 0
+    while i < len(args):
+        if args[i] in _VALUE_FLAGS and i + 1 < len(args):
+            out.append(f"{args[i]}={args[i + 1]}")
+            i += 2
+        else:
+            out.append(args[i])
+            i += 1
+    return out
+
+
 def load(
     role: str,
     argv: Sequence[str] | None = None,
@@ -198,7 +219,7 @@ def load(
 ) -> Config:
     """Build a Config from flags, then environment, then defaults."""
     environ = os.environ if environ is None else environ
-    args = build_parser(role).parse_args(argv)
+    args = build_parser(role).parse_args(_attach_values(sys.argv[1:] if argv is None else argv))
     values: dict[str, Any] = {"role": role}
     for name, env, kind, _ in _SETTINGS:
         value = getattr(args, name)
