@@ -199,14 +199,13 @@ def _attach_values(argv: Sequence[str]) -> list[str]:
     """`--flag value` as `--flag=value` for every flag that takes a value, so that a value
     starting with "-" (one key in 64 from `secrets.token_urlsafe` does) is not read as a flag."""
     out: list[str] = []
-    args = list(argv)
     i = 0
-    while i < len(args):
-        if args[i] in _VALUE_FLAGS and i + 1 < len(args):
-            out.append(f"{args[i]}={args[i + 1]}")
+    while i < len(argv):
+        if argv[i] in _VALUE_FLAGS and i + 1 < len(argv):
+            out.append(f"{argv[i]}={argv[i + 1]}")
             i += 2
         else:
-            out.append(args[i])
+            out.append(argv[i])
             i += 1
     return out
 

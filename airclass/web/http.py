@@ -164,16 +164,14 @@ class SharedFiles:
     def fd(self, key: Hashable, data: bytes) -> int | None:
         """A file descriptor holding exactly `data`, or None (a small body, no memfd here, or
         out of file descriptors)."""
-        if not self.enabled:
-            return None
+        if not self.enabled or len(data) <= SHARED_CHUNK or len(data) > self.max_bytes:
+            return None  # small bodies go out with their headers in one write anyway
         entry = self._files.get(key)
         if entry is not None:
             if entry[0] is data:
                 self._files.move_to_end(key)
                 return entry[1]
             self._drop(key)
-        if len(data) <= SHARED_CHUNK or len(data) > self.max_bytes:
-            return None  # small bodies go out with their headers in one write anyway
         try:
             fd = os.memfd_create("airclass-body", os.MFD_CLOEXEC)
         except OSError as exc:
