@@ -398,7 +398,10 @@ class HlsPackager:
         """Close the pending segment; False if none was added."""
         if self.low_latency:
             return self._handle(self._segmenter.flush_events())
-        return self._emit(self._segmenter.flush())
+        added = False
+        for pending in self._segmenter.flush():
+            added = self._emit(pending) or added
+        return added
 
     def _handle(self, events: list[SegmenterEvent]) -> bool:
         added = False

@@ -6,8 +6,17 @@ Rules:
   otherwise. Frames before the first cut point (and after a flush or a timestamp jump) are
   dropped: a player cannot decode them.
 - A segment is closed before the first cut point at which it has reached the target duration.
-- Audio frames already received whose dts is at or after the cutting keyframe move to the new
-  segment, so each segment's audio covers the same time span as its video.
+- A segment's audio runs to where its video is presented to end: the cutting keyframe's
+  presentation time, which B-frames put a reorder delay after its decode time. Audio frames
+  already received that are stamped after that time move to the new segment.
+- With partial segments (below) the cut also waits for the audio up to that time, which
+  encoders send after the keyframe (at most `max_settle` seconds of video), and keeps the frame
+  stamped at that very time (an AAC frame's true start is a fraction of a millisecond off its
+  rounded RTMP stamp, so it may start just before). A player's buffered range is where both
+  tracks are buffered: with the audio a few milliseconds short of the video, a complete segment
+  looks unfinished to hls.js in low-latency mode, which then waits seconds before loading the
+  next segment's first part. It costs the segment's last part the reorder delay (~70–100 ms);
+  plain HLS players look past such a gap, so without parts a segment closes at its keyframe.
 - Bounded: a segment that reaches `max_bytes` or `max_duration` (a publisher that stops sending
   keyframes) is force-cut at the next frame, which then starts a segment without a keyframe.
 - RTMP timestamps are 32-bit milliseconds that wrap, and encoders glitch: a dts that goes
@@ -90,6 +99,7 @@ class Segmenter:
         max_gap: float = 1.0,
         name: str = "",
         part_target: float | None = None,
+        max_settle: float = 0.5,
     ) -> None:
         if target_duration <= 0:
             raise ValueError("target_duration must be positive")
@@ -129,13 +139,20 @@ class Segmenter:
         self._part_start_dts = 0
         self._part_index = 0
         self._events: list[SegmenterEvent] = []
+        self.max_settle_ms = round(max_settle * 1000)
+        self._cut_at: tuple[Frame, float] | None = None
+        """The keyframe (and its arrival time) that closes the segment once the audio up to its
+        presentation time is in."""
+        self._held: list[tuple[Frame, float]] = []
+        """Frames of the next segment that arrived while the cut settles."""
 
     @property
     def pending_frames(self) -> int:
-        return len(self._frames)
+        return len(self._frames) + len(self._held) + (self._cut_at is not None)
 
     @property
     def pending_bytes(self) -> int:
+        """Bytes of the open segment (a settling cut's next-segment frames not counted)."""
         return self._bytes
 
     def mark_discontinuity(self) -> None:
@@ -144,12 +161,11 @@ class Segmenter:
         self._next_discontinuity = True
         self._reset_timeline()
 
-    def flush(self) -> PendingSegment | None:
-        """Close the pending segment now (stream end, codec change); the next segment starts
-        at a cut point again."""
-        segment = self._close()
-        self._events.clear()
-        return segment
+    def flush(self) -> list[PendingSegment]:
+        """Close the pending segment now (stream end, codec change), after the one a waiting
+        cut closes; the next segment starts at a cut point again."""
+        self._close()
+        return [e for e in self._drain() if isinstance(e, PendingSegment)]
 
     def flush_events(self) -> list[SegmenterEvent]:
         """`flush` with the segment's last part before it (low-latency mode)."""
@@ -188,6 +204,13 @@ class Segmenter:
             )
             return
 
+        self._place(frame, now)
+
+    def _place(self, frame: Frame, now: float) -> None:
+        """Put a checked frame in the open segment, or in the next one."""
+        if self._cut_at is not None:
+            self._settle_with(frame, now)
+            return
         cut_point = frame.keyframe and (frame.kind == "video" or not self.has_video)
         if not self._frames:
             if cut_point:
@@ -198,8 +221,12 @@ class Segmenter:
 
         elapsed = frame.dts - self._start_dts
         if cut_point and elapsed >= self.target_ms:
-            carried = self._cut(frame.dts)
-            self._start(frame, now, carried)
+            audio_dts = self._last_dts.get("audio")
+            settle = self.part_ms is not None and self.has_video
+            if settle and audio_dts is not None and audio_dts < frame.pts:
+                self._cut_at = (frame, now)
+            else:
+                self._finish_cut(frame, now)
         elif elapsed > self.max_ms or self._bytes + len(frame.data) > self.max_bytes:
             self.forced_cuts += 1
             log.warning(
@@ -213,6 +240,37 @@ class Segmenter:
             self._maybe_cut_part(frame)
             self._frames.append(frame)
             self._bytes += len(frame.data)
+
+    def _settle_with(self, frame: Frame, now: float) -> None:
+        """A frame that arrived while the cut at `_cut_at` waits for its audio: audio up to the
+        keyframe's presentation time closes the segment; anything else waits for the next one,
+        and audio at or after that time (or video `max_settle` past it) completes the cut."""
+        assert self._cut_at is not None
+        keyframe = self._cut_at[0]
+        if frame.kind == "audio" and frame.dts <= keyframe.pts:
+            self._frames.append(frame)
+            self._bytes += len(frame.data)
+            if frame.dts == keyframe.pts:
+                self._settle()
+            return
+        self._held.append((frame, now))
+        if frame.kind == "audio" or frame.dts >= keyframe.pts + self.max_settle_ms:
+            self._settle()
+
+    def _settle(self) -> None:
+        """Complete the waiting cut with the audio that came in; then place the frames held
+        for the next segment."""
+        if self._cut_at is None:
+            return
+        (keyframe, wall), held = self._cut_at, self._held
+        self._cut_at, self._held = None, []
+        self._finish_cut(keyframe, wall)
+        for frame, now in held:
+            self._place(frame, now)
+
+    def _finish_cut(self, keyframe: Frame, now: float) -> None:
+        carried = self._cut(keyframe)
+        self._start(keyframe, now, carried)
 
     def _cut_kind(self) -> MediaKind:
         return "video" if self.has_video else "audio"
@@ -303,17 +361,20 @@ class Segmenter:
         self._part_start_dts = frame.dts
         self._part_index = 0
 
-    def _cut(self, keyframe_dts: int) -> tuple[Frame, ...]:
-        """Close the segment at a keyframe; returns the audio frames that move to the next."""
+    def _cut(self, keyframe: Frame) -> tuple[Frame, ...]:
+        """Close the segment at a keyframe; returns the audio frames that move to the next
+        (those presented from the keyframe on)."""
         kept: list[Frame] = self._frames[: self._part_start]
         carried: list[Frame] = []
         for f in self._frames[self._part_start :]:
-            (carried if f.kind == "audio" and f.dts >= keyframe_dts else kept).append(f)
-        self._segment(tuple(kept), keyframe_dts)
+            (carried if f.kind == "audio" and f.dts > keyframe.pts else kept).append(f)
+        self._segment(tuple(kept), keyframe.dts)
         return tuple(carried)
 
     def _close(self) -> PendingSegment | None:
-        """Close the pending segment with an estimated end (no next frame to measure to)."""
+        """Close the pending segment with an estimated end (no next frame to measure to); a
+        waiting cut completes first."""
+        self._settle()
         if not self._frames:
             return None
         return self._segment(tuple(self._frames), max(self._start_dts, self._estimated_end()))

@@ -101,13 +101,6 @@ def test_glass_to_glass_latency(
         screenshot(page, f"student-latency-{mode}-{keyframe_s}s.png")
         assert len(samples) >= seconds - 2
         assert median <= bound, samples
-        stall_times = sorted({entry.split("@")[1] for entry in stalls})  # waiting + stalled
-        if mode == "ll" and keyframe_s == 2 and len(stall_times) == 1:
-            # Known and open (issue 10): hls.js (1.7) stops at a segment boundary when the
-            # buffered end (audio's) is a B-frame delay short of the last part's end, since the
-            # fully loaded segment there looks like a loop ("isLoopLoading"); it resumes ~5 s
-            # later. Seen about once a minute with 2 s keyframes.
-            pytest.xfail(f"one hls.js stall at a segment boundary: {stalls}")
         assert stalls == [], stalls
         if mode == "ll":
             assert parts > 0, "hls.js loaded partial segments"

@@ -54,7 +54,7 @@ def test_segmenter_parts_cover_each_segment_in_order() -> None:
     assert segmenter.push is not None  # plain push still works alongside
 
 
-def test_plain_segmenter_output_is_unchanged_by_part_mode() -> None:
+def test_part_mode_cuts_the_same_segments_with_audio_to_the_keyframes_presentation() -> None:
     _video, _audio, frames = make_test_frames(6.0, gop=25)
     plain, ll = Segmenter(1.0, has_video=True), Segmenter(1.0, has_video=True, part_target=0.3)
     plain_out: list[PendingSegment] = []
@@ -62,7 +62,21 @@ def test_plain_segmenter_output_is_unchanged_by_part_mode() -> None:
     for frame in frames:
         plain_out += plain.push(frame, T0)
         ll_out += ll.push(frame, T0)
-    assert [s.frames for s in plain_out] == [s.frames for s in ll_out]
+    plain_out += plain.flush()
+    ll_out += ll.flush()
+    assert [(s.start_dts, s.duration) for s in plain_out] == [
+        (s.start_dts, s.duration) for s in ll_out
+    ]
+    for a, b in zip(plain_out, ll_out, strict=True):
+        video = [f for f in a.frames if f.kind == "video"]
+        assert video == [f for f in b.frames if f.kind == "video"]
+    for segment, following in zip(ll_out, ll_out[1:], strict=False):
+        keyframe = following.frames[0]
+        assert keyframe.kind == "video" and keyframe.keyframe
+        audio = [f.dts for f in segment.frames if f.kind == "audio"]
+        # the segment's audio reaches the next keyframe's presentation time, and no further
+        assert audio[-1] >= keyframe.pts - 22 and audio[-1] <= keyframe.pts
+        assert all(f.dts > keyframe.pts for f in following.frames if f.kind == "audio")
 
 
 def test_segment_bytes_are_the_parts_joined_and_decode(tmp_path: Path) -> None:

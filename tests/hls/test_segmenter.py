@@ -39,8 +39,8 @@ def test_cuts_at_the_first_keyframe_after_the_target() -> None:
     seg = Segmenter(2.0, has_video=True)
     out = feed(seg, av_stream(0, 7000, gop_ms=1000))
     assert [(s.start_dts, s.duration) for s in out] == [(0, 2.0), (2000, 2.0), (4000, 2.0)]
-    last = seg.flush()
-    assert last is not None and last.start_dts == 6000
+    [last] = seg.flush()
+    assert last.start_dts == 6000
     assert last.duration == pytest.approx(1.0)  # last video frame at 6960 + one 40 ms frame
     assert [s.program_date_time for s in out] == [T0, T0 + 2, T0 + 4]
     assert not any(s.discontinuity for s in [*out, last])
@@ -66,11 +66,91 @@ def test_audio_that_arrived_before_the_keyframe_moves_to_the_new_segment() -> No
     out = feed(seg, frames)
     assert len(out) == 1
     assert [f.dts for f in out[0].frames] == [0, 10, 1000, 1990]
-    rest = seg.flush()
-    assert rest is not None
+    [rest] = seg.flush()
     assert [(f.kind, f.dts) for f in rest.frames] == [
         ("video", 2000), ("audio", 2010), ("audio", 2030), ("audio", 2050)
     ]
+
+
+def parted(**kwargs: float) -> Segmenter:
+    """A low-latency segmenter (parts of at most 0.5 s), whose cuts wait for their audio."""
+    return Segmenter(2.0, has_video=True, part_target=0.5, **kwargs)
+
+
+def test_with_b_frames_audio_runs_to_the_keyframes_presentation_time() -> None:
+    # The keyframe at 2000 is presented at 2080 (two B-frames of reorder delay): the segment's
+    # audio must reach 2080 too, or a player sees it buffered only to 2000. The encoder sends
+    # that audio after the keyframe, so the cut waits for it.
+    seg = parted()
+    head = [v(0, True, cto=80), a(10), v(1000, cto=40), a(1990), a(2010)]
+    assert feed(seg, head) == []
+    assert feed(seg, [v(2000, True, cto=80)]) == []  # the cut waits for audio up to 2080
+    assert feed(seg, [a(2030), v(2040, cto=120), a(2050), a(2079)]) == []
+    [closed] = feed(seg, [a(2090)])  # the first audio presented after the keyframe
+    assert [(f.kind, f.dts) for f in closed.frames] == [
+        ("video", 0), ("audio", 10), ("video", 1000), ("audio", 1990), ("audio", 2010),
+        ("audio", 2030), ("audio", 2050), ("audio", 2079),
+    ]
+    assert (closed.start_dts, closed.duration) == (0, 2.0)
+    assert seg.pending_frames == 3
+    [rest] = seg.flush()
+    assert [(f.kind, f.dts) for f in rest.frames] == [
+        ("video", 2000), ("video", 2040), ("audio", 2090)
+    ]
+    assert rest.start_dts == 2000 and rest.program_date_time == T0 + 2.0
+
+
+def test_audio_stamped_at_the_keyframes_presentation_time_stays_and_completes_the_cut() -> None:
+    # AAC frames last 21.33 ms; RTMP stamps round them to the millisecond: the frame stamped
+    # 2080 may start at 2079.7, and without it the segment's audio would end there.
+    seg = parted()
+    feed(seg, [v(0, True), a(2058), v(2000, True, cto=80)])
+    [closed] = feed(seg, [a(2080)])
+    assert [f.dts for f in closed.frames] == [0, 2058, 2080]
+    [rest] = seg.flush()
+    assert [f.dts for f in rest.frames] == [2000]
+
+
+def test_audio_that_arrived_early_moves_only_from_the_keyframes_presentation_time() -> None:
+    seg = parted()
+    frames = [v(0, True), a(1990), a(2080), a(2100), v(2000, True, cto=80)]
+    [closed] = feed(seg, frames)  # audio past 2080 is in: nothing to wait for
+    assert [f.dts for f in closed.frames] == [0, 1990, 2080]
+    [rest] = seg.flush()
+    assert [f.dts for f in rest.frames] == [2000, 2100]
+
+
+def test_a_cut_waits_for_audio_no_longer_than_max_settle() -> None:
+    seg = parted(max_settle=0.2)
+    feed(seg, [v(0, True), a(10), v(2000, True, cto=80)])
+    assert feed(seg, [v(t) for t in range(2040, 2280, 40)]) == []  # audio stopped
+    [closed] = feed(seg, [v(2280)])  # 200 ms of video past 2080
+    assert [f.dts for f in closed.frames] == [0, 10]
+    [rest] = seg.flush()
+    assert [f.dts for f in rest.frames] == list(range(2000, 2320, 40))
+
+
+def test_flush_while_a_cut_waits_closes_both_segments() -> None:
+    seg = parted()
+    assert feed(seg, [v(0, True), a(10), v(2000, True, cto=80), a(2030), v(2040)]) == []
+    first, second = seg.flush()
+    assert [f.dts for f in first.frames] == [0, 10, 2030]
+    assert [f.dts for f in second.frames] == [2000, 2040]
+    assert (first.duration, second.start_dts) == (2.0, 2000)
+    assert seg.pending_frames == 0
+
+
+def test_without_audio_or_reordering_or_parts_a_cut_does_not_wait() -> None:
+    video_only = parted()
+    assert len(feed(video_only, [v(0, True), v(1000), v(2000, True, cto=80)])) == 1
+    no_b_frames = parted()
+    assert len(feed(no_b_frames, [v(0, True), a(10), v(2000, True), a(2010)])) == 1
+    plain = Segmenter(2.0, has_video=True)  # plain HLS: the segment closes at its keyframe
+    [closed] = feed(plain, [v(0, True), a(10), a(1990), a(2030), v(2000, True, cto=80)])
+    assert [f.dts for f in closed.frames] == [0, 10, 1990, 2030]  # 2030 is presented first
+    assert feed(plain, [a(2050), a(2090)]) == []
+    [rest] = plain.flush()
+    assert [f.dts for f in rest.frames] == [2000, 2050, 2090]
 
 
 def test_frames_before_the_first_keyframe_are_dropped() -> None:
@@ -78,8 +158,7 @@ def test_frames_before_the_first_keyframe_are_dropped() -> None:
     out = feed(seg, [a(0), v(0), v(40), a(21), v(80, True), a(85), v(120)])
     assert out == []
     assert seg.dropped_frames == 4
-    pending = seg.flush()
-    assert pending is not None
+    [pending] = seg.flush()
     assert [f.dts for f in pending.frames] == [80, 85, 120]
     assert pending.program_date_time == T0 + 0.080
 
@@ -128,8 +207,8 @@ def test_a_frame_larger_than_a_segment_is_dropped() -> None:
     seg = Segmenter(2.0, has_video=True, max_bytes=1000)
     out = feed(seg, [v(0, True, size=100), v(40, size=5000), v(80, size=100)])
     assert out == [] and seg.dropped_frames == 1
-    pending = seg.flush()
-    assert pending is not None and [f.dts for f in pending.frames] == [0, 80]
+    [pending] = seg.flush()
+    assert [f.dts for f in pending.frames] == [0, 80]
 
 
 def test_backward_jump_starts_a_discontinuity() -> None:
@@ -149,8 +228,7 @@ def test_backward_jump_to_a_non_keyframe_waits_for_a_keyframe() -> None:
     seg = Segmenter(2.0, has_video=True)
     out = feed(seg, [v(50_000, True), v(50_040), v(1000), v(1040), v(1080, True), v(1120)])
     assert [(s.start_dts, s.discontinuity) for s in out] == [(50_000, False)]
-    pending = seg.flush()
-    assert pending is not None
+    [pending] = seg.flush()
     assert (pending.start_dts, pending.discontinuity) == (1080, True)
     assert seg.dropped_frames == 2
 
@@ -160,8 +238,8 @@ def test_forward_jump_starts_a_discontinuity() -> None:
     frames = [v(0, True), a(10), v(40), v(80), v(10_000, True), a(10_010), v(10_040)]
     out = feed(seg, frames)
     assert [(s.start_dts, s.duration, s.discontinuity) for s in out] == [(0, 0.12, False)]
-    pending = seg.flush()
-    assert pending is not None and (pending.start_dts, pending.discontinuity) == (10_000, True)
+    [pending] = seg.flush()
+    assert (pending.start_dts, pending.discontinuity) == (10_000, True)
 
 
 def test_rtmp_timestamp_wrap_is_a_discontinuity() -> None:
@@ -169,8 +247,8 @@ def test_rtmp_timestamp_wrap_is_a_discontinuity() -> None:
     top = 2**32 - 100
     out = feed(seg, [a(top), a(top + 21), a(top + 42), a(0), a(21)])
     assert [(s.start_dts, s.discontinuity) for s in out] == [(top, False)]
-    pending = seg.flush()
-    assert pending is not None and (pending.start_dts, pending.discontinuity) == (0, True)
+    [pending] = seg.flush()
+    assert (pending.start_dts, pending.discontinuity) == (0, True)
 
 
 def test_small_interleaving_skew_is_not_a_jump() -> None:
@@ -184,21 +262,21 @@ def test_small_interleaving_skew_is_not_a_jump() -> None:
 def test_reconnect_flags_the_next_segment() -> None:
     seg = Segmenter(2.0, has_video=True)
     feed(seg, [v(60_000, True), v(60_040)])
-    first = seg.flush()
-    assert first is not None and not first.discontinuity
+    [first] = seg.flush()
+    assert not first.discontinuity
     seg.mark_discontinuity()
     # the new publisher starts again at 0 with a non-keyframe: dropped, no jump counted
     out = feed(seg, [v(0), v(40, True), v(80)])
     assert out == [] and seg.discontinuities == 0 and seg.dropped_frames == 1
-    second = seg.flush()
-    assert second is not None and (second.start_dts, second.discontinuity) == (40, True)
+    [second] = seg.flush()
+    assert (second.start_dts, second.discontinuity) == (40, True)
     feed(seg, [v(120, True)])
-    third = seg.flush()
-    assert third is not None and not third.discontinuity
+    [third] = seg.flush()
+    assert not third.discontinuity
 
 
 def test_flush_of_nothing() -> None:
-    assert Segmenter(2.0).flush() is None
+    assert Segmenter(2.0).flush() == []
 
 
 def test_config_validation() -> None:
@@ -216,26 +294,31 @@ def test_config_validation() -> None:
             st.integers(-3000, 8000),  # dts step, sometimes backwards or a large jump
             st.booleans(),
             st.integers(0, 3000),
+            st.sampled_from([0, 0, 40, 80, 120]),  # video composition offset (B-frames)
         ),
         max_size=150,
-    )
+    ),
+    st.booleans(),
 )
 def test_any_timestamps_keep_segments_bounded_and_ordered(
-    steps: list[tuple[str, int, bool, int]],
+    steps: list[tuple[str, int, bool, int, int]], parts: bool
 ) -> None:
-    seg = Segmenter(2.0, has_video=True, max_bytes=20_000, max_duration=6.0, max_jump=5.0)
+    seg = Segmenter(
+        2.0, has_video=True, max_bytes=20_000, max_duration=6.0, max_jump=5.0,
+        part_target=0.5 if parts else None,
+    )
     dts = 0
     frames: list[Frame] = []
     out: list[PendingSegment] = []
-    for kind, step, key, size in steps:
+    for kind, step, key, size, cto in steps:
         dts = max(0, dts + step)
-        frame = Frame("video" if kind == "video" else "audio", dts, dts, key or kind == "audio",
+        video = kind == "video"
+        frame = Frame("video" if video else "audio", dts, dts + cto * video, key or not video,
                       bytes(size))
         frames.append(frame)
         out += seg.push(frame, T0)
         assert seg.pending_bytes <= 20_000
-    tail = seg.flush()
-    out += [tail] if tail is not None else []
+    out += seg.flush()
     emitted = [f for s in out for f in s.frames]
     assert len(emitted) + seg.dropped_frames == len(frames)
     for s in out:
