@@ -70,6 +70,7 @@ class Config:
     rtmp_handshake_timeout: float = 10.0
     sticky: bool = False
     event_loop: str = "auto"
+    fast_path: bool = True
     demo: bool = False
     log_level: str = "INFO"
     extra: Mapping[str, Any] = field(default_factory=dict)
@@ -159,6 +160,13 @@ _SETTINGS: list[tuple[str, str, type, str]] = [
     ),
     ("sticky", "STICKY", bool, "route each stream to the same slave (rendezvous hashing)"),
     ("event_loop", "EVENT_LOOP", str, "auto (uvloop when installed), uvloop or asyncio"),
+    (
+        "fast_path",
+        "FAST_PATH",
+        bool,
+        "answer playlist, segment and part requests on the lean HTTP path, on uvloop "
+        "(--no-fast-path: everything through aiohttp)",
+    ),
     ("log_level", "LOG_LEVEL", str, "DEBUG, INFO, WARNING or ERROR"),
 ]
 

@@ -31,8 +31,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         config.rtmp_base,
         f", master {config.master_url}" if config.master_url else " (standalone)",
     )
+    from airclass.web.slave_app import FAST_PATH
+
     run(
-        serve(app, config.bind, [config.hls_port, config.api_port], name=f"slave {config.node_id}"),
+        serve(
+            app,
+            config.bind,
+            [config.hls_port, config.api_port],
+            name=f"slave {config.node_id}",
+            fast_path=app[FAST_PATH] if config.fast_path else None,
+        ),
         config.event_loop,
     )
     return 0

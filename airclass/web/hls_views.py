@@ -142,11 +142,10 @@ async def entry_playlist(request: web.Request) -> web.Response:
     return web.Response(body=body, content_type=M3U8, headers={"Cache-Control": ENTRY_CACHE})
 
 
-def _session(request: web.Request, ctx: HlsContext, path: str, now: float) -> str:
-    """The request's session id, once it is known genuine and admitted (else an HttpError)."""
-    sid = request.match_info["sid"]
+def check_session(ctx: HlsContext, sid: str, path: str, now: float) -> None:
+    """Pass if `sid` is genuine for `path` and admitted (else an HttpError)."""
     if ctx.sessions.touch_active(sid, path, now):
-        return sid
+        return
     info = ctx.signer.check(sid, path)
     if info is None:
         raise HttpError(403, "invalid session for this node and stream")
@@ -155,7 +154,6 @@ def _session(request: web.Request, ctx: HlsContext, path: str, now: float) -> st
         if info.expires_at <= now:
             raise HttpError(403, "session expired; reload the player", {"Retry-After": "5"})
         raise HttpError(503, "this node is full; ask the master for another", {"Retry-After": "5"})
-    return sid
 
 
 def _directive(query: Mapping[str, str], name: str) -> int | None:
@@ -167,18 +165,36 @@ def _directive(query: Mapping[str, str], name: str) -> int | None:
     return int(raw)
 
 
-async def _blocking_reload(
-    ctx: HlsContext, path: str, stream: LiveStream, msn: int, part: int | None
-) -> LiveStream:
-    """Wait until the playlist holds segment `msn` (part `part`) or later, the stream ends,
-    or the bound passes; 400 for a request further ahead than the spec allows."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + ctx.block_bound(stream.packager)
-    while True:
-        packager = stream.packager
+class PlaylistRequest:
+    """A checked media playlist request: what to send, and whether it must wait first."""
+
+    __slots__ = ("delta", "msn", "part", "stream")
+
+    def __init__(self, ctx: HlsContext, path: str, sid: str, query: Mapping[str, str]) -> None:
+        now = ctx.clock()
+        stream = ctx.streams.get(path)
+        check_session(ctx, sid, path, now)
+        if stream is None:
+            raise HttpError(404, "no such stream")
+        self.stream = stream
+        self.msn: int | None = None
+        self.part: int | None = None
+        self.delta = False
+        if stream.packager.low_latency:
+            self.msn = _directive(query, "_HLS_msn")
+            self.part = _directive(query, "_HLS_part")
+            if self.part is not None and self.msn is None:
+                raise HttpError(400, "_HLS_part needs _HLS_msn")
+            self.delta = query.get("_HLS_skip") in ("YES", "v2")
+
+    def ready(self) -> bool:
+        """True if the reply can go now (else `wait` first); HttpError(400) if it never can."""
+        if self.msn is None:
+            return True
+        packager = self.stream.packager
         decision = block_decision(
-            msn,
-            part,
+            self.msn,
+            self.part,
             next_sequence=packager.next_sequence,
             open_parts=packager.open_parts,
             ended=packager.state == "ended",
@@ -186,88 +202,114 @@ async def _blocking_reload(
         if decision == "bad":
             raise HttpError(
                 400,
-                f"_HLS_msn={msn} _HLS_part={part} is too far ahead of the live edge "
+                f"_HLS_msn={self.msn} _HLS_part={self.part} is too far ahead of the live edge "
                 f"({packager.next_sequence}.{packager.open_parts})",
             )
-        remaining = deadline - loop.time()
-        if decision == "ready" or remaining <= 0:
-            return stream
-        await stream.wait_change(remaining)
-        current = ctx.streams.get(path)
-        if current is None:
-            raise HttpError(404, "no such stream")
-        stream = current
+        return decision == "ready"
+
+    async def wait(self, ctx: HlsContext) -> None:
+        """Wait until `ready`, the stream ends, or the bound passes (a blocking reload)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ctx.block_bound(self.stream.packager)
+        path = self.stream.path
+        while not self.ready():
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                return
+            await self.stream.wait_change(remaining)
+            current = ctx.streams.get(path)
+            if current is None:
+                raise HttpError(404, "no such stream")
+            self.stream = current
+
+    def body(self, gzip: bool) -> bytes:
+        packager = self.stream.packager
+        if gzip:
+            return packager.delta_gzip if self.delta else packager.playlist_gzip
+        return packager.delta_bytes if self.delta else packager.playlist_bytes
 
 
 async def media_playlist(request: web.Request) -> web.Response:
     ctx = request.app[HLS_CONTEXT]
-    path = _path(request)
-    now = ctx.clock()
-    stream = ctx.streams.get(path)
-    _session(request, ctx, path, now)
-    if stream is None:
-        raise HttpError(404, "no such stream")
-    delta = False
-    if stream.packager.low_latency:
-        query = request.query
-        msn = _directive(query, "_HLS_msn")
-        part = _directive(query, "_HLS_part")
-        if part is not None and msn is None:
-            raise HttpError(400, "_HLS_part needs _HLS_msn")
-        if msn is not None:
-            stream = await _blocking_reload(ctx, path, stream, msn, part)
-        delta = query.get("_HLS_skip") in ("YES", "v2")
-    packager = stream.packager
+    reply = PlaylistRequest(ctx, _path(request), request.match_info["sid"], request.query)
+    if not reply.ready():
+        await reply.wait(ctx)
     headers = {"Cache-Control": PLAYLIST_CACHE}
-    if "gzip" in request.headers.get("Accept-Encoding", ""):
+    gzip = "gzip" in request.headers.get("Accept-Encoding", "")
+    if gzip:
         headers["Content-Encoding"] = "gzip"
         headers["Vary"] = "Accept-Encoding"
-        body = packager.delta_gzip if delta else packager.playlist_gzip
-    else:
-        body = packager.delta_bytes if delta else packager.playlist_bytes
-    return web.Response(body=body, content_type=M3U8, headers=headers)
+    return web.Response(body=reply.body(gzip), content_type=M3U8, headers=headers)
+
+
+def find_segment(ctx: HlsContext, path: str, sid: str, sequence: int) -> tuple[bytes, int | None]:
+    """A checked segment request's body and its memory file (else an HttpError)."""
+    check_session(ctx, sid, path, ctx.clock())
+    stream = ctx.streams.get(path)
+    seg = stream.packager.segment(sequence) if stream else None
+    if seg is None:
+        raise HttpError(404, "no such segment (too old or not yet made)")
+    ctx.sessions.add_bytes(sid, len(seg.data))
+    return seg.data, ctx.files.fd((path, sequence, None), seg.data)
 
 
 async def segment(request: web.Request) -> web.StreamResponse:
     ctx = request.app[HLS_CONTEXT]
-    path = _path(request)
-    now = ctx.clock()
-    sid = _session(request, ctx, path, now)
-    stream = ctx.streams.get(path)
-    seg = stream.packager.segment(int(request.match_info["seq"])) if stream else None
-    if seg is None:
-        raise HttpError(404, "no such segment (too old or not yet made)")
-    ctx.sessions.add_bytes(sid, len(seg.data))
-    fd = ctx.files.fd((path, seg.sequence, None), seg.data)
-    return await send_shared(request, seg.data, SEGMENT_HEADERS, fd)
+    data, fd = find_segment(
+        ctx, _path(request), request.match_info["sid"], int(request.match_info["seq"])
+    )
+    return await send_shared(request, data, SEGMENT_HEADERS, fd)
 
 
-async def part(request: web.Request) -> web.StreamResponse:
-    ctx = request.app[HLS_CONTEXT]
-    path = _path(request)
-    now = ctx.clock()
-    sid = _session(request, ctx, path, now)
-    sequence, index = int(request.match_info["seq"]), int(request.match_info["part"])
-    stream = ctx.streams.get(path)
-    found = stream.packager.part(sequence, index) if stream else None
-    if stream is not None and found is None:
-        # The preload hint names the next part before it exists: hold the request for it.
+class PartRequest:
+    """A checked partial segment request; a request for the hinted next part (the preload
+    hint names it before it exists) waits for it."""
+
+    __slots__ = ("ctx", "found", "index", "path", "sequence", "sid", "stream")
+
+    def __init__(self, ctx: HlsContext, path: str, sid: str, sequence: int, index: int) -> None:
+        check_session(ctx, sid, path, ctx.clock())
+        self.ctx, self.path, self.sid = ctx, path, sid
+        self.sequence, self.index = sequence, index
+        self.stream = ctx.streams.get(path)
+        self.found = self.stream.packager.part(sequence, index) if self.stream else None
+
+    def ready(self) -> bool:
+        return self.found is not None or self.stream is None
+
+    async def wait(self) -> None:
+        stream = self.stream
+        if stream is None:
+            return
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + ctx.block_bound(stream.packager)
-        while found is None and stream is not None:
+        deadline = loop.time() + self.ctx.block_bound(stream.packager)
+        while self.found is None and stream is not None:
             packager = stream.packager
-            hinted = sequence == packager.next_sequence and index == packager.open_parts
+            hinted = self.sequence == packager.next_sequence and self.index == packager.open_parts
             remaining = deadline - loop.time()
             if not packager.low_latency or not hinted or remaining <= 0:
                 break
             await stream.wait_change(remaining)
-            stream = ctx.streams.get(path)
-            found = stream.packager.part(sequence, index) if stream else None
-    if found is None:
-        raise HttpError(404, "no such part (too old or not yet made)")
-    ctx.sessions.add_bytes(sid, len(found.data))
-    fd = ctx.files.fd((path, sequence, index), found.data)
-    return await send_shared(request, found.data, SEGMENT_HEADERS, fd)
+            stream = self.ctx.streams.get(self.path)
+            self.found = stream.packager.part(self.sequence, self.index) if stream else None
+
+    def body(self) -> tuple[bytes, int | None]:
+        """The part and its memory file (else HttpError 404)."""
+        if self.found is None:
+            raise HttpError(404, "no such part (too old or not yet made)")
+        data = self.found.data
+        self.ctx.sessions.add_bytes(self.sid, len(data))
+        return data, self.ctx.files.fd((self.path, self.sequence, self.index), data)
+
+
+async def part(request: web.Request) -> web.StreamResponse:
+    ctx = request.app[HLS_CONTEXT]
+    info = request.match_info
+    wanted = PartRequest(ctx, _path(request), info["sid"], int(info["seq"]), int(info["part"]))
+    if not wanted.ready():
+        await wanted.wait()
+    data, fd = wanted.body()
+    return await send_shared(request, data, SEGMENT_HEADERS, fd)
 
 
 def add_routes(app: web.Application) -> None:

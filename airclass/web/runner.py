@@ -19,10 +19,13 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
+
+if TYPE_CHECKING:
+    from airclass.web.fastpath import FastPath
 
 log = logging.getLogger(__name__)
 
@@ -98,11 +101,14 @@ async def serve(
     name: str,
     keepalive_timeout: float = KEEPALIVE_TIMEOUT,
     shutdown_timeout: float = SHUTDOWN_TIMEOUT,
+    fast_path: FastPath | None = None,
 ) -> None:
-    """Serve `app` on every port in `ports` (duplicates once) until a stop signal.
+    """Serve `app` on every port in `ports` (duplicates once) until a stop signal, with
+    `fast_path` (if any) in front of aiohttp on every connection.
 
-    On the signal aiohttp runs `app.on_shutdown` first (a slave unregisters there), then waits
-    at most `shutdown_timeout` for in-flight handlers, then runs `cleanup_ctx`.
+    On the signal the listening sockets close; aiohttp runs `app.on_shutdown` (a slave
+    unregisters there), then waits at most `shutdown_timeout` for in-flight handlers, then runs
+    `cleanup_ctx`; connections still on the fast path close last.
     """
     runner = web.AppRunner(
         app,
@@ -116,15 +122,26 @@ async def serve(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
+    servers: list[asyncio.Server] = []
     try:
+        assert runner.server is not None
+        factory: Callable[[], asyncio.BaseProtocol] = runner.server
+        if fast_path is not None:
+            fast_path.keepalive_timeout = keepalive_timeout
+            factory = fast_path.wrap(runner.server)
         for port in dict.fromkeys(ports):
-            site = web.TCPSite(runner, host, port, backlog=1024, reuse_address=True)
-            await site.start()
+            servers.append(
+                await loop.create_server(factory, host, port, backlog=1024, reuse_address=True)
+            )
             log.info("%s listening on http://%s:%d", name, host, port)
         await stop.wait()
         log.info("%s stopping", name)
     finally:
+        for server in servers:
+            server.close()
         await runner.cleanup()
+        if fast_path is not None:
+            fast_path.close()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(sig)
 

@@ -32,6 +32,7 @@ from airclass.config import Config
 from airclass.hls.packager import PackagerConfig
 from airclass.rtmp.server import PublishDenied, RtmpLimits, RtmpServer
 from airclass.web import hls_views, metrics
+from airclass.web.fastpath import FastPath
 from airclass.web.hls_views import HLS_CONTEXT, HlsContext
 from airclass.web.http import HttpError, json_response, preflight
 from airclass.web.pages import add_page_routes, slave_dashboard_source
@@ -102,6 +103,7 @@ class SlaveNode:
 SLAVE: web.AppKey[SlaveNode] = web.AppKey("slave", SlaveNode)
 MASTER_LINK: web.AppKey[MasterLink] = web.AppKey("master_link", MasterLink)
 RELAY: web.AppKey[RelayManager] = web.AppKey("relay", RelayManager)
+FAST_PATH: web.AppKey[FastPath] = web.AppKey("fast_path", FastPath)
 
 
 class SelfChooser:
@@ -229,6 +231,7 @@ def create_app(config: Config) -> web.Application:
 
     http_metrics = metrics.install(app, lambda: metrics.slave_families(node, relay_lag))
     app.middlewares.append(http_metrics.middleware())
+    app[FAST_PATH] = FastPath(hls, http_metrics)
     app.cleanup_ctx.append(_relay_ctx)
     if config.master_url:
         app[MASTER_LINK] = MasterLink(config, node.stats)

@@ -1,0 +1,478 @@
+"""The viewers' hot path: media playlists, segments and parts answered on the connection's own
+protocol, without aiohttp's request machinery.
+
+Every viewer asks for the playlist every target duration (every part, in LL-HLS) and for every
+segment or part: these three requests are nearly all of a slave's traffic. Through aiohttp each
+costs ~100 µs of Python before our handler runs (request and header objects, routing, the
+middleware, the response object): more than the work itself. Here a protocol parses just what
+these requests need, calls the same request logic as the aiohttp handlers (`hls_views`), and
+writes the reply itself: a segment's headers by one `write` and its body by `sendfile` from the
+shared memory file (`SharedFiles`).
+
+Anything else, or anything unusual, goes to aiohttp: the first request that is not a plain
+HTTP/1.1 GET of one of the three routes (another path or method, a percent-encoded or oversized
+request, a body, a Range, an Upgrade) hands the connection over, with the bytes not yet
+answered, to aiohttp's own protocol, which serves it from there as if it had had it from the
+start. The replies are the same bytes either way (tests/web/test_fastpath.py compares them),
+and the requests are counted in the same metrics.
+
+Used on uvloop, whose transports keep a reference to what they are given: the part of a body
+the socket does not take at once is queued without a copy. asyncio's transports copy it, so
+there every connection goes to aiohttp, whose path (`send_shared`) slices large bodies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import re
+import time
+from collections.abc import Callable, Coroutine
+from email.utils import formatdate
+from http import HTTPStatus
+from typing import Any, Final, cast
+
+from aiohttp import http as aiohttp_http
+from aiohttp.tcp_helpers import tcp_keepalive
+
+from airclass.web.hls_views import (
+    M3U8,
+    PLAYLIST_CACHE,
+    SEGMENT_HEADERS,
+    HlsContext,
+    PartRequest,
+    PlaylistRequest,
+    find_segment,
+)
+from airclass.web.http import CORS_HEADERS, SHARED_CHUNK, HttpError
+from airclass.web.metrics import HttpMetrics, LatencyHistogram
+
+log = logging.getLogger(__name__)
+
+ProtocolFactory = Callable[[], asyncio.BaseProtocol]
+
+MAX_HEAD: Final = 8 * 1024
+"""A request head larger than this goes to aiohttp (which refuses heads over its limits)."""
+
+ROUTE: Final = re.compile(
+    rb"/([A-Za-z0-9_-]{1,64})/([A-Za-z0-9_-]{1,64})/([A-Za-z0-9_-]{8,96})/"
+    rb"(?:media\.m3u8|([0-9]{1,12})(?:\.([0-9]{1,4}))?\.ts)"
+)
+"""The routes `hls_views.add_routes` gives the media playlist, segments and parts."""
+
+PLAYLIST_ROUTE: Final = "/{app}/{stream}/{sid}/media.m3u8"
+SEGMENT_ROUTE: Final = "/{app}/{stream}/{sid}/{seq}.ts"
+PART_ROUTE: Final = "/{app}/{stream}/{sid}/{seq}.{part}.ts"
+"""Their names in the request metrics (aiohttp's canonical form of the routes)."""
+
+HANDED_OFF_HEADERS: Final = frozenset(
+    {b"content-length", b"transfer-encoding", b"expect", b"upgrade", b"range"}
+)
+"""A request with any of these is not a plain GET: aiohttp serves it."""
+
+
+def _block(headers: dict[str, str]) -> bytes:
+    return "".join(f"{name}: {value}\r\n" for name, value in headers.items()).encode()
+
+
+PLAYLIST_BLOCK: Final = _block(
+    {"Content-Type": M3U8, "Cache-Control": PLAYLIST_CACHE, **CORS_HEADERS}
+)
+PLAYLIST_GZIP_BLOCK: Final = _block(
+    {
+        "Content-Type": M3U8,
+        "Cache-Control": PLAYLIST_CACHE,
+        "Content-Encoding": "gzip",
+        "Vary": "Accept-Encoding",
+        **CORS_HEADERS,
+    }
+)
+SEGMENT_BLOCK: Final = _block(SEGMENT_HEADERS)
+
+
+def _status_line(status: int) -> bytes:
+    return f"HTTP/1.1 {status} {HTTPStatus(status).phrase}\r\n".encode()
+
+
+def _error_reply(exc: HttpError) -> tuple[int, bytes, bytes]:
+    """What aiohttp's error handling (`http.handle_errors`) sends for `exc`."""
+    body = json.dumps({"error": exc.message}, separators=(",", ":")).encode()
+    headers = {"Content-Type": "application/json", **exc.headers}
+    for name, value in CORS_HEADERS.items():
+        headers.setdefault(name, value)
+    return exc.status, _block(headers), body
+
+
+def _query(raw: bytes) -> dict[str, str] | None:
+    """A query string's first value for each name; None if it needs decoding (aiohttp's)."""
+    if b"%" in raw or b"+" in raw:
+        return None
+    try:
+        text = raw.decode("ascii")
+    except UnicodeDecodeError:
+        return None
+    query: dict[str, str] = {}
+    for field in text.split("&"):
+        if field:
+            name, _, value = field.partition("=")
+            query.setdefault(name, value)
+    return query
+
+
+class FastPath:
+    """The hot path for one slave: its HLS context, its metrics, its open connections."""
+
+    def __init__(
+        self,
+        ctx: HlsContext,
+        metrics: HttpMetrics | None = None,
+        keepalive_timeout: float = 15.0,
+    ) -> None:
+        self.ctx = ctx
+        self.metrics = metrics
+        self.keepalive_timeout = keepalive_timeout
+        self.connections: set[FastProtocol] = set()
+        self.handed_off = 0
+        """Connections given to aiohttp (a statistic for tests and benchmarks)."""
+        self._date_second = -1
+        self._date_line = b""
+        self._sweeper: asyncio.Task[None] | None = None
+        self._status_lines = {status: _status_line(status) for status in (200, 400, 403, 404)}
+
+    def wrap(self, fallback: ProtocolFactory) -> ProtocolFactory:
+        """A protocol factory for a listening socket: the hot path in front of `fallback`
+        (aiohttp's `web.Server`)."""
+        if self._sweeper is None:
+            self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
+
+        def factory() -> asyncio.BaseProtocol:
+            return FastProtocol(self, fallback)
+
+        return factory
+
+    def close(self) -> None:
+        """Close every connection still on the hot path, and stop the idle sweep."""
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
+        for conn in list(self.connections):
+            conn.close()
+
+    async def _sweep(self) -> None:
+        """Close connections idle for `keepalive_timeout` (or that never finish a request),
+        as aiohttp does with its own."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(max(0.5, self.keepalive_timeout / 3))
+            horizon = loop.time() - self.keepalive_timeout
+            for conn in list(self.connections):
+                if conn.idle_since is not None and conn.idle_since < horizon:
+                    conn.close()
+
+    def date_line(self) -> bytes:
+        """`Date` and `Server` as aiohttp sends them, formatted once a second."""
+        now = time.time()
+        second = int(now)
+        if second != self._date_second:
+            self._date_second = second
+            self._date_line = (
+                f"Server: {aiohttp_http.SERVER_SOFTWARE}\r\n"
+                f"Date: {formatdate(second, usegmt=True)}\r\n"
+            ).encode()
+        return self._date_line
+
+    def status_line(self, status: int) -> bytes:
+        line = self._status_lines.get(status)
+        if line is None:
+            line = self._status_lines[status] = _status_line(status)
+        return line
+
+    def record(self, route: str, status: int, seconds: float) -> None:
+        metrics = self.metrics
+        if metrics is None:
+            return
+        key = (route, "GET", str(status))
+        metrics.requests[key] = metrics.requests.get(key, 0) + 1
+        histogram: LatencyHistogram = (
+            metrics.playlist_seconds if route is PLAYLIST_ROUTE else metrics.segment_seconds
+        )
+        histogram.observe(seconds)
+
+
+class FastProtocol(asyncio.Protocol):
+    """One client connection while it stays on the hot path.
+
+    Requests are answered in order, one at a time: while one waits (a blocking playlist
+    reload, a hinted part), later pipelined requests wait in `_buffer`, and while the transport
+    is over its high-water mark nothing more is read from `_buffer`.
+    """
+
+    def __init__(self, fast: FastPath, fallback: ProtocolFactory) -> None:
+        self.fast = fast
+        self.fallback = fallback
+        self.transport: asyncio.Transport | None = None
+        self.idle_since: float | None = None
+        """Loop time since which the connection has had nothing to answer; None while busy."""
+        self._loop = asyncio.get_running_loop()
+        self._fileno = -1
+        self._buffer = bytearray()
+        self._busy = False
+        self._paused = False
+        self._closing = False
+        self._task: asyncio.Task[None] | None = None
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.Transport, transport)
+        sock = transport.get_extra_info("socket")
+        if sock is None or not type(transport).__module__.startswith("uvloop"):
+            self._hand_off()
+            return
+        self._fileno = sock.fileno()
+        tcp_keepalive(self.transport)  # as aiohttp does: dead peers are found by the kernel
+        self.fast.connections.add(self)
+        self.idle_since = self._loop.time()
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        self._serve()
+
+    def eof_received(self) -> bool | None:
+        return None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.fast.connections.discard(self)
+        self._closing = True
+        if self._task is not None:
+            self._task.cancel()
+            self._task = None
+
+    def pause_writing(self) -> None:
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        self._paused = False
+        self._serve()
+
+    def close(self) -> None:
+        self._closing = True
+        if self.transport is not None:
+            self.transport.close()
+
+    # Requests
+
+    def _serve(self) -> None:
+        """Answer the complete requests in the buffer, in order, while nothing holds us."""
+        buffer = self._buffer
+        while buffer and not (self._busy or self._paused or self._closing):
+            end = buffer.find(b"\r\n\r\n")
+            if end < 0:
+                if len(buffer) > MAX_HEAD or b"\n\n" in buffer:  # too long, or bare LFs
+                    self._hand_off()
+                return
+            if end > MAX_HEAD or not self._request(bytes(buffer[:end])):
+                self._hand_off()
+                return
+            del buffer[: end + 4]
+        if not self._busy:
+            self.idle_since = self._loop.time()
+
+    def _request(self, head: bytes) -> bool:
+        """Answer one request if it is ours; False to hand the connection to aiohttp."""
+        started = time.perf_counter()
+        lines = head.split(b"\r\n")
+        request_line = lines[0].split(b" ")
+        if len(request_line) != 3:
+            return False
+        method, target, version = request_line
+        if method != b"GET" or version != b"HTTP/1.1" or b"\0" in head:
+            return False
+        raw_path, _, raw_query = target.partition(b"?")
+        match = ROUTE.fullmatch(raw_path)
+        if match is None:
+            return False
+        gzip = False
+        for line in lines[1:]:
+            name, colon, value = line.partition(b":")
+            if not colon or not name or name != name.strip():
+                return False
+            name = name.lower()
+            if name in HANDED_OFF_HEADERS:
+                return False
+            if name == b"accept-encoding":
+                gzip = gzip or b"gzip" in value
+            elif name == b"connection":
+                tokens = value.lower()
+                if b"upgrade" in tokens:
+                    return False
+                if b"close" in tokens:
+                    self._closing_after = True
+        app, stream, sid_bytes, seq, part = match.groups()
+        path = f"{app.decode()}/{stream.decode()}"
+        sid = sid_bytes.decode()
+        if seq is None:
+            query = _query(raw_query) if raw_query else {}
+            if query is None:
+                return False
+            self._playlist(path, sid, query, gzip, started)
+        elif part is None:
+            self._segment(path, sid, int(seq), started)
+        else:
+            self._part(path, sid, int(seq), int(part), started)
+        return True
+
+    _closing_after = False
+    """The client asked to close the connection after this reply (Connection: close)."""
+
+    def _playlist(
+        self, path: str, sid: str, query: dict[str, str], gzip: bool, started: float
+    ) -> None:
+        ctx = self.fast.ctx
+        try:
+            request = PlaylistRequest(ctx, path, sid, query)
+            if not request.ready():
+                self._wait(lambda: self._playlist_after_wait(request, gzip, started))
+                return
+        except HttpError as exc:
+            self._send_error(exc, PLAYLIST_ROUTE, started)
+            return
+        self._send_playlist(request, gzip, started)
+
+    async def _playlist_after_wait(
+        self, request: PlaylistRequest, gzip: bool, started: float
+    ) -> None:
+        try:
+            await request.wait(self.fast.ctx)
+        except HttpError as exc:
+            self._send_error(exc, PLAYLIST_ROUTE, started)
+            return
+        self._send_playlist(request, gzip, started)
+
+    def _send_playlist(self, request: PlaylistRequest, gzip: bool, started: float) -> None:
+        block = PLAYLIST_GZIP_BLOCK if gzip else PLAYLIST_BLOCK
+        self._send(200, block, request.body(gzip), None)
+        self.fast.record(PLAYLIST_ROUTE, 200, time.perf_counter() - started)
+
+    def _segment(self, path: str, sid: str, sequence: int, started: float) -> None:
+        try:
+            data, fd = find_segment(self.fast.ctx, path, sid, sequence)
+        except HttpError as exc:
+            self._send_error(exc, SEGMENT_ROUTE, started)
+            return
+        self._send(200, SEGMENT_BLOCK, data, fd)
+        self.fast.record(SEGMENT_ROUTE, 200, time.perf_counter() - started)
+
+    def _part(self, path: str, sid: str, sequence: int, index: int, started: float) -> None:
+        try:
+            request = PartRequest(self.fast.ctx, path, sid, sequence, index)
+        except HttpError as exc:
+            self._send_error(exc, PART_ROUTE, started)
+            return
+        if request.ready():
+            self._send_part(request, started)
+        else:
+            self._wait(lambda: self._part_after_wait(request, started))
+
+    async def _part_after_wait(self, request: PartRequest, started: float) -> None:
+        await request.wait()
+        self._send_part(request, started)
+
+    def _send_part(self, request: PartRequest, started: float) -> None:
+        try:
+            data, fd = request.body()
+        except HttpError as exc:
+            self._send_error(exc, PART_ROUTE, started)
+            return
+        self._send(200, SEGMENT_BLOCK, data, fd)
+        self.fast.record(PART_ROUTE, 200, time.perf_counter() - started)
+
+    def _send_error(self, exc: HttpError, route: str, started: float) -> None:
+        status, block, body = _error_reply(exc)
+        self._send(status, block, body, None)
+        self.fast.record(route, status, time.perf_counter() - started)
+
+    # Waiting
+
+    def _wait(self, reply: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Answer the current request when `reply()` is done; hold the next ones until then."""
+        self._busy = True
+        self.idle_since = None
+        self._task = self._loop.create_task(self._waited(reply))
+
+    async def _waited(self, reply: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        try:
+            await reply()
+        except Exception:
+            log.exception("unhandled error answering a held request")
+            self.close()
+            return
+        finally:
+            self._task = None
+        self._busy = False
+        self._serve()
+
+    # Writing
+
+    def _send(self, status: int, block: bytes, body: bytes, fd: int | None) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            return
+        close = self._closing_after
+        head = b"".join(
+            (
+                self.fast.status_line(status),
+                self.fast.date_line(),
+                block,
+                b"Content-Length: %d\r\n" % len(body),
+                b"Connection: close\r\n\r\n" if close else b"\r\n",
+            )
+        )
+        if fd is None or len(body) <= SHARED_CHUNK:
+            transport.write(head + body)
+        else:
+            self._send_file(transport, head, body, fd)
+        if close:
+            self.close()
+
+    def _send_file(self, transport: asyncio.Transport, head: bytes, body: bytes, fd: int) -> None:
+        """The head by one write and the body by sendfile, straight to the socket as far as it
+        takes them at once (only when nothing is queued in the transport, so the order on the
+        wire holds); the rest through the transport, from the shared bytes (uvloop keeps a
+        reference, not a copy)."""
+        sent = 0
+        if not transport.get_write_buffer_size():
+            try:
+                written = os.write(self._fileno, head)
+                if written == len(head):
+                    sent = os.sendfile(self._fileno, fd, 0, len(body))
+                head = head[written:]
+            except (BlockingIOError, InterruptedError):
+                pass
+            except OSError:
+                transport.abort()  # the peer is gone; connection_lost follows
+                return
+        if head:
+            transport.write(head)
+        if sent < len(body):
+            transport.write(memoryview(body)[sent:])
+
+    # Handing over
+
+    def _hand_off(self) -> None:
+        """Give the connection, and what it sent that was not answered, to aiohttp."""
+        transport = self.transport
+        self.fast.connections.discard(self)
+        if transport is None or transport.is_closing():
+            return
+        self.fast.handed_off += 1
+        protocol = self.fallback()
+        transport.set_protocol(protocol)
+        protocol.connection_made(transport)
+        if self._paused:
+            protocol.pause_writing()
+        if self._buffer:
+            data, self._buffer = bytes(self._buffer), bytearray()
+            cast(asyncio.Protocol, protocol).data_received(data)
