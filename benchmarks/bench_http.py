@@ -1,12 +1,15 @@
 """The per-segment request path of a slave against a bare aiohttp handler, measured with wrk.
 
     python benchmarks/bench_http.py [--duration 4] [--connections 16] [--sessions 150]
+                                    [--no-fast-path]
 
 Two servers run side by side as child processes, each on its own free loopback port and with
 the same runner settings (`airclass.web.runner.serve`, no access log):
 
-- airclass: the real slave app (`create_app`): error/CORS middleware, session id check
-  (keyed BLAKE2s), viewer-table touch, byte counting, and a response of the ring's shared bytes;
+- airclass: the real slave app (`create_app`) served as a slave serves it, with the fast path
+  (`airclass.web.fastpath`) in front of aiohttp unless `--no-fast-path`: session id check
+  (keyed BLAKE2s), viewer-table touch, byte counting, request metrics, and a response of the
+  ring's shared bytes (by sendfile from a memory file for bodies over 64 KiB);
 - bare: one aiohttp handler that returns the same bytes for the same URL shape.
 
 wrk is then pointed at one, then the other, in A-B-B-A order to cancel drift on a shared
@@ -39,7 +42,7 @@ from airclass.config import Config, finalize  # noqa: E402
 from airclass.hls.ring import Segment  # noqa: E402
 from airclass.web.hls_views import HLS_CONTEXT  # noqa: E402
 from airclass.web.runner import run, serve, setup_logging  # noqa: E402
-from airclass.web.slave_app import SLAVE, create_app  # noqa: E402
+from airclass.web.slave_app import FAST_PATH, SLAVE, create_app  # noqa: E402
 from benchmarks._common import WrkResult as Result  # noqa: E402
 from benchmarks._common import lua_rotation, run_wrk  # noqa: E402
 from benchmarks._common import mean_wrk as mean  # noqa: E402
@@ -102,15 +105,20 @@ def build_bare() -> web.Application:
     return app
 
 
-def child(kind: str, port: int, sessions: int) -> None:
+def child(kind: str, port: int, sessions: int, fast_path: bool) -> None:
     setup_logging("WARNING")
+    fast = None
     if kind == "airclass":
         app, sids = build_airclass(sessions)
+        fast = app[FAST_PATH] if fast_path else None
     else:
         app, sids = build_bare(), [secrets.token_urlsafe(25) for _ in range(sessions)]
     print(json.dumps({"sids": sids}), flush=True)
     # Both servers on the same event loop (EVENT_LOOP=asyncio|uvloop|auto, as the nodes read it).
-    run(serve(app, "127.0.0.1", [port], name=kind), os.environ.get("EVENT_LOOP", "auto"))
+    run(
+        serve(app, "127.0.0.1", [port], name=kind, fast_path=fast),
+        os.environ.get("EVENT_LOOP", "auto"),
+    )
 
 
 @dataclass
@@ -121,11 +129,11 @@ class Server:
     sids: list[str]
 
     @classmethod
-    def start(cls, kind: str, sessions: int) -> Server:
+    def start(cls, kind: str, sessions: int, fast_path: bool = True) -> Server:
         port = free_port()
         proc = subprocess.Popen(
             [sys.executable, __file__, "--child", kind, "--port", str(port),
-             "--sessions", str(sessions)],
+             "--sessions", str(sessions), *([] if fast_path else ["--no-fast-path"])],
             stdout=subprocess.PIPE, text=True, cwd=ROOT,
         )
         assert proc.stdout is not None
@@ -176,16 +184,21 @@ def main() -> int:
     parser.add_argument("--duration", type=int, default=4, help="seconds per wrk run")
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--sessions", type=int, default=150, help="sessions in the rotation")
+    parser.add_argument(
+        "--no-fast-path", dest="fast_path", action="store_false",
+        help="serve AIRClass through aiohttp only, as `python -m airclass.slave --no-fast-path`",
+    )
     parser.add_argument("--child", choices=["airclass", "bare"], help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child, args.port, args.sessions)
+        child(args.child, args.port, args.sessions, args.fast_path)
         return 0
 
     print(f"wrk -t1 -c{args.connections} -d{args.duration}s per run, A-B-B-A order, "
-          f"{os.cpu_count()} cores; server CPU is % of one core")
-    servers = {k: Server.start(k, args.sessions) for k in ("airclass", "bare")}
+          f"{os.cpu_count()} cores; server CPU is % of one core; AIRClass "
+          + ("with its fast path" if args.fast_path else "through aiohttp only (--no-fast-path)"))
+    servers = {k: Server.start(k, args.sessions, args.fast_path) for k in ("airclass", "bare")}
     try:
         with tempfile.TemporaryDirectory(prefix="airclass-bench-http-") as tmp:
             for server in servers.values():  # warm-up: imports, first allocations
