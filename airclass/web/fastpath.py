@@ -140,6 +140,10 @@ class FastPath:
         self._date_line = b""
         self._sweeper: asyncio.Task[None] | None = None
         self._status_lines = {status: _status_line(status) for status in (200, 400, 403, 404)}
+        self._series: dict[
+            tuple[str, int], tuple[tuple[str, str, str], LatencyHistogram | None]
+        ] = {}
+        """(route, status) -> (request counter key, latency histogram): few, built once."""
 
     def wrap(self, fallback: ProtocolFactory) -> ProtocolFactory:
         """A protocol factory for a listening socket: the hot path in front of `fallback`
@@ -190,15 +194,19 @@ class FastPath:
         return line
 
     def record(self, route: str, status: int, seconds: float) -> None:
+        """Count and time a request as the aiohttp metrics middleware does."""
         metrics = self.metrics
         if metrics is None:
             return
-        key = (route, "GET", str(status))
+        found = self._series.get((route, status))
+        if found is None:
+            found = self._series[route, status] = (
+                (route, "GET", str(status)), metrics.histogram_for(route)
+            )
+        key, histogram = found
         metrics.requests[key] = metrics.requests.get(key, 0) + 1
-        histogram: LatencyHistogram = (
-            metrics.playlist_seconds if route is PLAYLIST_ROUTE else metrics.segment_seconds
-        )
-        histogram.observe(seconds)
+        if histogram is not None:
+            histogram.observe(seconds)
 
 
 class FastProtocol(asyncio.Protocol):
@@ -221,6 +229,8 @@ class FastProtocol(asyncio.Protocol):
         self._busy = False
         self._paused = False
         self._closing = False
+        self._closing_after = False
+        """The client asked to close the connection after this reply (Connection: close)."""
         self._task: asyncio.Task[None] | None = None
 
     # asyncio.Protocol
@@ -323,9 +333,6 @@ class FastProtocol(asyncio.Protocol):
         else:
             self._part(path, sid, int(seq), int(part), started)
         return True
-
-    _closing_after = False
-    """The client asked to close the connection after this reply (Connection: close)."""
 
     def _playlist(
         self, path: str, sid: str, query: dict[str, str], gzip: bool, started: float

@@ -88,12 +88,18 @@ class HttpMetrics:
             "Time to answer a playlist request, including any blocking wait.",
         )
 
+    def histogram_for(self, route: str) -> LatencyHistogram | None:
+        """The latency histogram requests on `route` (a route pattern) are timed in, if any."""
+        if route.endswith(".ts"):
+            return self.segment_seconds
+        if route.endswith(".m3u8"):
+            return self.playlist_seconds
+        return None
+
     def middleware(self) -> Middleware:
         """Count and time every request around `handle_errors`: one middleware for both, since
         each layer costs every request (a segment request is ~170 µs in all)."""
         requests = self.requests
-        segment_seconds = self.segment_seconds
-        playlist_seconds = self.playlist_seconds
         # (resource, method, status) -> (counter key, histogram or None). Bounded: routes and
         # statuses are few, and unknown methods are counted as "other".
         cache: dict[tuple[object, str, int], tuple[tuple[str, str, str], Any]] = {}
@@ -105,14 +111,7 @@ class HttpMetrics:
             found = cache.get(key)
             if found is None:
                 route = resource.canonical if resource is not None else "unmatched"
-                histogram = (
-                    segment_seconds
-                    if route.endswith(".ts")
-                    else playlist_seconds
-                    if route.endswith(".m3u8")
-                    else None
-                )
-                found = cache[key] = ((route, method, str(status)), histogram)
+                found = cache[key] = ((route, method, str(status)), self.histogram_for(route))
             return found
 
         @web.middleware

@@ -4,6 +4,7 @@ keyframes, a segment's bytes are its parts joined, and the result still plays as
 from __future__ import annotations
 
 import io
+import itertools
 import shutil
 import subprocess
 from pathlib import Path
@@ -70,7 +71,7 @@ def test_part_mode_cuts_the_same_segments_with_audio_to_the_keyframes_presentati
     for a, b in zip(plain_out, ll_out, strict=True):
         video = [f for f in a.frames if f.kind == "video"]
         assert video == [f for f in b.frames if f.kind == "video"]
-    for segment, following in zip(ll_out, ll_out[1:], strict=False):
+    for segment, following in itertools.pairwise(ll_out):
         keyframe = following.frames[0]
         assert keyframe.kind == "video" and keyframe.keyframe
         audio = [f.dts for f in segment.frames if f.kind == "audio"]

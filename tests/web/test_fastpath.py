@@ -179,7 +179,7 @@ def test_the_fast_path_sends_the_same_bytes_as_aiohttp() -> None:
                 plain = await exchange(s.plain_port, raw)
                 assert fast == plain, raw
             assert s.fast.handed_off == 0, "every one of these was answered on the fast path"
-            status, headers, body = await exchange(
+            _status, headers, body = await exchange(
                 s.fast_port, get(f"{base}/media.m3u8", "Accept-Encoding: gzip")
             )
             assert headers["content-encoding"] == "gzip"
@@ -205,7 +205,9 @@ def test_each_request_is_counted_once_in_the_same_metrics() -> None:
                 for raw in raws:
                     await exchange(port, raw)
                 after = requests_counted(s)
-                counts.append({k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)})
+                counts.append(
+                    {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
+                )
             assert counts[0] == counts[1] == {
                 ("/{app}/{stream}/{sid}/media.m3u8", "GET", "200"): 1,
                 ("/{app}/{stream}/{sid}/{seq}.ts", "GET", "200"): 1,
@@ -290,7 +292,7 @@ def test_a_blocking_reload_waits_and_holds_the_requests_behind_it() -> None:
             s.feed_until(lambda: packager.part(msn, part) is not None)
             status, _headers, body = await reply
             assert status == b"HTTP/1.1 200 OK"
-            assert f"#EXT-X-PART:DURATION=".encode() in body
+            assert b"#EXT-X-PART:DURATION=" in body
             assert f"{msn}.{part}.ts".encode() in body
             status, _headers, data = await conn.reply()
             assert data == packager.part(msn, part).data
@@ -334,7 +336,7 @@ def test_connection_close_and_idle_connections_are_closed() -> None:
             s.fast.keepalive_timeout = 1.0
             conn = await Conn.open(s.fast_port)
             conn.send(get(f"/{PATH}/{sid}/media.m3u8", "Connection: close"))
-            status, headers, _body = await conn.reply()
+            _status, headers, _body = await conn.reply()
             assert headers["connection"] == "close"
             assert await conn.closed()
             idle = await Conn.open(s.fast_port)
