@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
+import resource
 import statistics
 import subprocess
 import sys
@@ -403,6 +404,8 @@ class WrkResult:
     """Server CPU time per request: the path's cost even when wrk, not the server, is the
     bottleneck (large responses on two cores)."""
     errors: int
+    client_cpu_us_per_request: float = 0.0
+    """wrk's own CPU time per request: what reading the replies costs the load generator."""
 
 
 def lua_rotation(paths: Sequence[str], script: Path) -> Path:
@@ -428,10 +431,12 @@ def run_wrk(url: str, pid: int, body_size: int, *, duration: int, connections: i
     cmd.append(url)
     proc = psutil.Process(pid)
     before = proc.cpu_times()
+    children_before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.monotonic()
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 30, check=True)
     wall = time.monotonic() - t0
     after = proc.cpu_times()
+    children_after = resource.getrusage(resource.RUSAGE_CHILDREN)
     match = re.search(r"Requests/sec:\s+([\d.]+)", out.stdout)
     if match is None:
         raise RuntimeError(f"wrk output not understood:\n{out.stdout}\n{out.stderr}")
@@ -443,8 +448,11 @@ def run_wrk(url: str, pid: int, body_size: int, *, duration: int, connections: i
             errors += int(m.group(1))
     cpu_seconds = after.user + after.system - before.user - before.system
     requests = rps * wall
+    wrk_seconds = (children_after.ru_utime + children_after.ru_stime
+                   - children_before.ru_utime - children_before.ru_stime)
     return WrkResult(rps, rps * body_size, cpu_seconds / wall * 100,
-                     cpu_seconds / requests * 1e6 if requests else 0.0, errors)
+                     cpu_seconds / requests * 1e6 if requests else 0.0, errors,
+                     wrk_seconds / requests * 1e6 if requests else 0.0)
 
 
 def mean_wrk(results: Sequence[WrkResult]) -> WrkResult:
@@ -455,6 +463,7 @@ def mean_wrk(results: Sequence[WrkResult]) -> WrkResult:
         sum(r.server_cpu for r in results) / n,
         sum(r.cpu_us_per_request for r in results) / n,
         sum(r.errors for r in results),
+        sum(r.client_cpu_us_per_request for r in results) / n,
     )
 
 

@@ -2,6 +2,7 @@
 
     python benchmarks/compare_nginx.py [--seconds 30] [--duration 5] [--connections 16]
                                        [--viewers 150] [--json out.json] [--slave-arg=--flag]
+                                       [--http-only]
 
 Both servers run at once on free loopback ports: a real `python -m airclass.slave` and nginx
 with `libnginx-mod-rtmp` (one process, `master_process off`, one worker, HLS on tmpfs, sendfile
@@ -150,33 +151,43 @@ def report(figures: dict[str, Figures], args: argparse.Namespace, source: Path) 
         f"source: {source.name}, {source.stat().st_size * 8 / args.seconds / 1e6:.2f} Mbit/s; "
         f"wrk -t1 -c{args.connections} -d{args.duration}s, A-B-B-A; "
         f"AIRClass rotating {args.viewers} sessions",
-        "",
-        "ingest → playlist latency (publisher sends a segment's last frame → listed):",
-        f"  airclass LL-HLS (default): {summary([v / 1000 for v in a.latencies_ms])}",
-        f"  airclass plain HLS:        {summary([v / 1000 for v in a.plain_latencies_ms])}",
-        f"  nginx-rtmp (plain HLS):    {summary([v / 1000 for v in n.latencies_ms])}",
     ]
-    lat_ratio = ratio(statistics.median(a.plain_latencies_ms), statistics.median(n.latencies_ms))
+    header = f"{'':34} {'airclass':>12} {'nginx':>12} {'ratio':>7}  target"
+    rows: list[tuple[str, float, float, str]] = []
+    if not args.http_only:
+        lines += [
+            "",
+            "ingest → playlist latency (publisher sends a segment's last frame → listed):",
+            f"  airclass LL-HLS (default): {summary([v / 1000 for v in a.latencies_ms])}",
+            f"  airclass plain HLS:        {summary([v / 1000 for v in a.plain_latencies_ms])}",
+            f"  nginx-rtmp (plain HLS):    {summary([v / 1000 for v in n.latencies_ms])}",
+        ]
+        plain, nginx = statistics.median(a.plain_latencies_ms), statistics.median(n.latencies_ms)
+        rows += [
+            ("ingest→playlist latency, median ms", plain, nginx,
+             "≤ 1.00 " + verdict(ratio(plain, nginx), 1.0, False)),
+            ("  same, LL-HLS full segment", statistics.median(a.latencies_ms), nginx,
+             "(last part waits for its audio)"),
+            ("ingest CPU, % of one core", a.ingest_cpu, n.ingest_cpu,
+             f"airclass ≤ 1 %: {verdict(a.ingest_cpu, 1.0, False)}"),
+        ]
     seg_ratio = ratio(a.segment.body_bytes_per_s, n.segment.body_bytes_per_s)
     pl_ratio = ratio(a.playlist.requests_per_s, n.playlist.requests_per_s)
-    header = f"{'':34} {'airclass':>12} {'nginx':>12} {'ratio':>7}  target"
-    rows = [
-        ("ingest→playlist latency, median ms", statistics.median(a.plain_latencies_ms),
-         statistics.median(n.latencies_ms), "≤ 1.00 " + verdict(lat_ratio, 1.0, False)),
-        ("  same, LL-HLS full segment", statistics.median(a.latencies_ms),
-         statistics.median(n.latencies_ms), "(last part waits for its audio)"),
-        ("ingest CPU, % of one core", a.ingest_cpu, n.ingest_cpu,
-         f"airclass ≤ 1 %: {verdict(a.ingest_cpu, 1.0, False)}"),
+    rows += [
         ("segment size, KB", a.segment_bytes / 1e3, n.segment_bytes / 1e3, ""),
         ("segment throughput, MB/s", a.segment.body_bytes_per_s / 1e6,
          n.segment.body_bytes_per_s / 1e6, "≥ 0.80 " + verdict(seg_ratio, 0.8, True)),
         ("segment requests/s", a.segment.requests_per_s, n.segment.requests_per_s, ""),
         ("segment server CPU, µs/request", a.segment.cpu_us_per_request,
          n.segment.cpu_us_per_request, ""),
+        ("segment wrk CPU, µs/request", a.segment.client_cpu_us_per_request,
+         n.segment.client_cpu_us_per_request, "(the load generator, same cores)"),
         ("playlist requests/s", a.playlist.requests_per_s, n.playlist.requests_per_s,
          "≥ 0.50 " + verdict(pl_ratio, 0.5, True)),
         ("playlist server CPU, µs/request", a.playlist.cpu_us_per_request,
          n.playlist.cpu_us_per_request, ""),
+        ("playlist wrk CPU, µs/request", a.playlist.client_cpu_us_per_request,
+         n.playlist.client_cpu_us_per_request, ""),
         ("memory RSS, MB (stream live)", a.rss_mb, n.rss_mb, ""),
     ]
     lines += ["", header, "-" * len(header)]
@@ -195,6 +206,8 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--viewers", type=int, default=150, help="AIRClass sessions rotated")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--http-only", action="store_true",
+                        help="only the segment and playlist throughput (no ingest figures)")
     parser.add_argument("--slave-arg", action="append", default=[],
                         help="extra flag for the slave, e.g. --slave-arg=--no-low-latency")
     args = parser.parse_args()
@@ -212,7 +225,7 @@ def main() -> int:
                 makers[kind](tmp / kind, *args.slave_arg, viewers=args.viewers)
             )
 
-        for kind in KINDS:
+        for kind in () if args.http_only else KINDS:
             target = targets[kind]
             print(f"{kind}: ingest latency ({args.seconds} s publish) ...", flush=True)
             lat, durations = asyncio.run(measure_latency(target, source, args.seconds))
@@ -223,14 +236,15 @@ def main() -> int:
             time.sleep(1.0)
             print(f"{kind}: ingest CPU ({args.seconds} s publish, no viewer) ...", flush=True)
             figures[kind].ingest_cpu = measure_cpu(target, source, args.seconds)
-        print(f"airclass --no-low-latency: ingest latency ({args.seconds} s publish) ...",
-              flush=True)
-        (tmp / "plain").mkdir()
-        with airclass_slave(tmp / "plain", *args.slave_arg, "--no-low-latency") as plain:
-            lat, _durations = asyncio.run(measure_latency(plain, source, args.seconds))
-        if not lat:
-            raise RuntimeError("airclass --no-low-latency: no segment was listed")
-        figures["airclass"].plain_latencies_ms = [v * 1000 for v in lat]
+        if not args.http_only:
+            print(f"airclass --no-low-latency: ingest latency ({args.seconds} s publish) ...",
+                  flush=True)
+            (tmp / "plain").mkdir()
+            with airclass_slave(tmp / "plain", *args.slave_arg, "--no-low-latency") as plain:
+                lat, _durations = asyncio.run(measure_latency(plain, source, args.seconds))
+            if not lat:
+                raise RuntimeError("airclass --no-low-latency: no segment was listed")
+            figures["airclass"].plain_latencies_ms = [v * 1000 for v in lat]
 
         print("HTTP: looping publish to both servers ...", flush=True)
         publishers = [

@@ -6,8 +6,10 @@ segment or part: these three requests are nearly all of a slave's traffic. Throu
 costs ~100 µs of Python before our handler runs (request and header objects, routing, the
 middleware, the response object): more than the work itself. Here a protocol parses just what
 these requests need, calls the same request logic as the aiohttp handlers (`hls_views`), and
-writes the reply itself: a segment's headers by one `write` and its body by `sendfile` from the
-shared memory file (`SharedFiles`).
+writes the reply itself: a segment's headers by one `send` that holds them for the body's first
+packet (MSG_MORE), its body by `sendfile` from the shared memory file (`SharedFiles`). (Headers
+sent in a packet of their own made the same reply cost the reader ~1.8× the CPU to receive on
+loopback: `benchmarks/compare_nginx.py`'s "wrk CPU" row; nginx holds them with TCP_NOPUSH.)
 
 Anything else, or anything unusual, goes to aiohttp: the first request that is not a plain
 HTTP/1.1 GET of one of the three routes (another path or method, a percent-encoded or oversized
@@ -28,6 +30,7 @@ import json
 import logging
 import os
 import re
+import socket
 import time
 from collections.abc import Callable, Coroutine
 from email.utils import formatdate
@@ -232,6 +235,9 @@ class FastProtocol(asyncio.Protocol):
         self._closing_after = False
         """The client asked to close the connection after this reply (Connection: close)."""
         self._task: asyncio.Task[None] | None = None
+        self._out: socket.socket | None = None
+        """A duplicate of the connection's socket, to send a head with MSG_MORE; made with
+        the first segment or part sent by file."""
 
     # asyncio.Protocol
 
@@ -259,6 +265,7 @@ class FastProtocol(asyncio.Protocol):
         if self._task is not None:
             self._task.cancel()
             self._task = None
+        self._close_out()
 
     def pause_writing(self) -> None:
         self._paused = True
@@ -445,14 +452,18 @@ class FastProtocol(asyncio.Protocol):
             self.close()
 
     def _send_file(self, transport: asyncio.Transport, head: bytes, body: bytes, fd: int) -> None:
-        """The head by one write and the body by sendfile, straight to the socket as far as it
-        takes them at once (only when nothing is queued in the transport, so the order on the
-        wire holds); the rest through the transport, from the shared bytes (uvloop keeps a
-        reference, not a copy)."""
+        """The head by one send held for the body (MSG_MORE) and the body by sendfile, straight
+        to the socket as far as it takes them at once (only when nothing is queued in the
+        transport, so the order on the wire holds); the rest through the transport, from the
+        shared bytes (uvloop keeps a reference, not a copy)."""
         sent = 0
         if not transport.get_write_buffer_size():
+            out = self._out or self._duplicate()
             try:
-                written = os.write(self._fileno, head)
+                if out is not None:
+                    written = out.send(head, socket.MSG_MORE)
+                else:
+                    written = os.write(self._fileno, head)
                 if written == len(head):
                     sent = os.sendfile(self._fileno, fd, 0, len(body))
                 head = head[written:]
@@ -466,6 +477,19 @@ class FastProtocol(asyncio.Protocol):
         if sent < len(body):
             transport.write(memoryview(body)[sent:])
 
+    def _duplicate(self) -> socket.socket | None:
+        """The transport owns the socket's descriptor; a duplicate can send with flags."""
+        try:
+            self._out = socket.socket(fileno=os.dup(self._fileno))
+        except OSError as exc:  # out of descriptors: the head goes by a plain write
+            log.warning("could not duplicate a viewer's socket: %s", exc)
+        return self._out
+
+    def _close_out(self) -> None:
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+
     # Handing over
 
     def _hand_off(self) -> None:
@@ -475,6 +499,7 @@ class FastProtocol(asyncio.Protocol):
         if transport is None or transport.is_closing():
             return
         self.fast.handed_off += 1
+        self._close_out()
         protocol = self.fallback()
         transport.set_protocol(protocol)
         protocol.connection_made(transport)

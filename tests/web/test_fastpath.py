@@ -12,6 +12,7 @@ import asyncio
 import gzip
 import os
 import re
+import socket
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -99,8 +100,15 @@ class Conn:
         self.reader, self.writer = reader, writer
 
     @classmethod
-    async def open(cls, port: int) -> Conn:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port, limit=1 << 22)
+    async def open(cls, port: int, *, small: bool = False) -> Conn:
+        """`small`: a client that buffers little before it stops reading from the socket."""
+        sock = socket.socket()
+        if small:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 14)
+        sock.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(sock, ("127.0.0.1", port))
+        limit = 1 << 16 if small else 1 << 22
+        reader, writer = await asyncio.open_connection(sock=sock, limit=limit)
         return cls(reader, writer)
 
     def send(self, raw: bytes) -> None:
@@ -351,13 +359,20 @@ def test_connection_close_and_idle_connections_are_closed() -> None:
 def test_a_slow_reader_gets_every_byte_of_every_segment(monkeypatch: pytest.MonkeyPatch) -> None:
     calls: list[tuple[int, int]] = []
     real_sendfile = os.sendfile
+    heads: list[int] = []
+    real_send = socket.socket.send
 
     def counting_sendfile(out_fd: int, in_fd: int, offset: int | None, count: int) -> int:
         sent = real_sendfile(out_fd, in_fd, offset, count)
         calls.append((sent, count))
         return sent
 
+    def flagged_send(sock: socket.socket, data: Any, flags: int = 0) -> int:
+        heads.append(flags)
+        return real_send(sock, data, flags)
+
     monkeypatch.setattr(os, "sendfile", counting_sendfile)
+    monkeypatch.setattr(socket.socket, "send", flagged_send)
 
     async def main() -> None:
         async with servers() as s:
@@ -374,6 +389,110 @@ def test_a_slow_reader_gets_every_byte_of_every_segment(monkeypatch: pytest.Monk
     run(main)
     assert sum(sent for sent, _count in calls) > 0, "segments went out by sendfile"
     assert any(sent < count for sent, count in calls), "the socket filled up at least once"
+    assert heads and all(flags == socket.MSG_MORE for flags in heads), "heads wait for bodies"
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+async def prime(s: Servers, sid: str) -> int:
+    """Make the shared files of segments 0-3, wait for those connections to end; returns the
+    number of open descriptors then."""
+    for seq in range(4):
+        await exchange(s.fast_port, get(f"/{PATH}/{sid}/{seq}.ts"))
+    for _ in range(200):
+        if not s.fast.connections:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
+    return open_fds()
+
+
+async def fill(s: Servers, conn: Conn, sid: str, replies: int = 120) -> list[bytes]:
+    """Ask for `replies` segments at once on a connection that reads nothing: the socket fills
+    and the rest waits in the transport. Returns the bodies expected, in order."""
+    sequences = [seq for seq in range(4) if s.packager.segment(seq)]
+    asked = [sequences[i % len(sequences)] for i in range(replies)]
+    conn.send(b"".join(get(f"/{PATH}/{sid}/{seq}.ts") for seq in asked))
+    for _ in range(100):
+        await asyncio.sleep(0.01)
+        [protocol] = s.fast.connections
+        if protocol.transport is not None and protocol.transport.get_write_buffer_size():
+            break
+    else:
+        raise AssertionError("the socket never filled up")
+    return [s.packager.segment(seq).data for seq in asked]
+
+
+def test_a_viewer_leaving_in_the_middle_of_a_segment_leaves_nothing_behind() -> None:
+    async def main() -> None:
+        async with servers() as s:
+            sid = await enter(s)
+            before = await prime(s, sid)
+            conn = await Conn.open(s.fast_port, small=True)
+            await fill(s, conn, sid)
+            assert open_fds() == before + 3  # both ends of the connection, the duplicate
+            conn.writer.transport.abort()
+            for _ in range(200):
+                if not s.fast.connections and open_fds() <= before:
+                    break
+                await asyncio.sleep(0.01)
+            assert not s.fast.connections
+            assert open_fds() <= before
+
+    run(main)
+
+
+def test_a_segment_evicted_while_it_is_being_sent_arrives_whole() -> None:
+    async def main() -> None:
+        async with servers() as s:
+            sid = await enter(s)
+            conn = await Conn.open(s.fast_port, small=True)
+            expected = await fill(s, conn, sid)
+            s.app[HLS_CONTEXT].files.close()  # every shared file closed under the replies
+            for body in expected:
+                assert (await conn.reply())[2] == body
+            conn.close()
+
+    run(main)
+
+
+def test_connection_close_after_replies_that_waited_for_the_socket() -> None:
+    async def main() -> None:
+        async with servers() as s:
+            sid = await enter(s)
+            conn = await Conn.open(s.fast_port, small=True)
+            expected = await fill(s, conn, sid)
+            conn.send(get(f"/{PATH}/{sid}/0.ts", "Connection: close"))
+            for body in expected:
+                assert (await conn.reply())[2] == body
+            _status, headers, body = await conn.reply()
+            assert headers["connection"] == "close"
+            assert body == s.packager.segment(0).data
+            assert await conn.closed()
+
+    run(main)
+
+
+def test_a_request_for_aiohttp_after_replies_that_waited_gets_its_turn() -> None:
+    async def main() -> None:
+        async with servers() as s:
+            sid = await enter(s)
+            before = await prime(s, sid)
+            conn = await Conn.open(s.fast_port, small=True)
+            expected = await fill(s, conn, sid)
+            odd = get(f"/{PATH}/{sid}/media.m3u8", "Range: bytes=0-9")
+            conn.send(odd)
+            for body in expected:
+                assert (await conn.reply())[2] == body
+            reply = await conn.reply()
+            assert s.fast.handed_off == 1
+            assert open_fds() == before + 2  # both ends of the connection: no duplicate left
+            assert reply == await exchange(s.plain_port, odd)
+            conn.close()
+
+    run(main)
 
 
 def test_an_oversized_or_odd_request_head_goes_to_aiohttp() -> None:
