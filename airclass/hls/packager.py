@@ -4,6 +4,10 @@ Everything a viewer request needs is prepared when a segment is made: the playli
 gzip, the segment bytes. Serving is then a lookup of shared bytes, whatever the viewer count.
 Synchronous: the web layer turns `add_listener` callbacks into asyncio wake-ups.
 
+Plain mode muxes the open segment as its frames arrive, as far as they are sure to stay in it
+(`Segmenter.settled_frames`), so that the keyframe that closes it leaves only a few frames and
+the container's end to mux before the segment is listed.
+
 Low-latency mode (`PackagerConfig.low_latency`): each partial segment is muxed as its own small
 MPEG-TS (PAT and PMT first, continuity counters carried on) as soon as the segmenter closes it,
 and the full segment is its parts' bytes joined, so a legacy player reading full segments and an
@@ -17,12 +21,12 @@ import gzip
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from airclass.hls.mpegts import TsContinuity, TsError
-from airclass.hls.muxer import MuxError, mux_segment
+from airclass.hls.muxer import MuxError, SegmentMuxer, mux_segment
 from airclass.hls.playlist import (
     OpenSegment,
     TargetDuration,
@@ -113,7 +117,10 @@ class HlsPackager:
         """Peak bits/s over the listed segments (for BANDWIDTH=)."""
         self.average_bandwidth = 0
         self.segments_made = 0
+        self.segments_muxed_ahead = 0
+        """Plain-mode segments whose frames were muxed as they arrived (see `_mux_ahead`)."""
         self.mux_errors = 0
+        self._ahead: _Ahead | None = None
         self._unconfigured_frames = 0
         self.low_latency = config.low_latency
         self.part_target = config.part_target
@@ -393,6 +400,57 @@ class HlsPackager:
             return
         for pending in self._segmenter.push(frame, self._now()):
             self._emit(pending)
+        self._mux_ahead()
+
+    def _mux_ahead(self) -> None:
+        """Mux the open segment's frames that are sure to stay in it as they arrive, so that
+        closing it, when its successor's keyframe comes, muxes only the last few: the segment
+        is listed ~3 ms sooner (2 s of 720p at 2.5 Mbit/s)."""
+        frames = self._segmenter.open_frames
+        if not frames:
+            return
+        ahead = self._ahead
+        if ahead is None or ahead.source is not frames:
+            if ahead is not None and not ahead.failed:
+                ahead.muxer.abandon()
+            try:
+                ahead = self._ahead = _Ahead(frames, SegmentMuxer(self._video, self._audio))
+            except MuxError:
+                self._ahead = None
+                return
+        if ahead.failed:
+            return
+        muxer = ahead.muxer
+        try:
+            for i in range(len(muxer.frames), self._segmenter.settled_frames(len(muxer.frames))):
+                muxer.add(frames[i])
+        except MuxError:
+            muxer.abandon()
+            ahead.failed = True  # the segment is muxed whole when it closes, and fails there
+
+    def _mux(self, frames: tuple[Frame, ...]) -> bytes:
+        """The closed segment's bytes: the rest of what `_mux_ahead` began, when that holds the
+        same frames in the same order with the current codec parameters; else all of it."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and not ahead.failed:
+            muxer = ahead.muxer
+            done = len(muxer.frames)
+            if (
+                muxer.video is self._video
+                and muxer.audio is self._audio
+                and len(frames) >= done
+                and all(a is b for a, b in zip(muxer.frames, frames[:done], strict=True))
+            ):
+                try:
+                    for frame in frames[done:]:
+                        muxer.add(frame)
+                except MuxError:
+                    muxer.abandon()
+                    raise
+                self.segments_muxed_ahead += 1
+                return muxer.finish()
+            muxer.abandon()
+        return mux_segment(frames, self._video, self._audio)
 
     def _flush(self) -> bool:
         """Close the pending segment; False if none was added."""
@@ -461,7 +519,7 @@ class HlsPackager:
         if pending is None:
             return False
         try:
-            data = self._continuity.rewrite(mux_segment(pending.frames, self._video, self._audio))
+            data = self._continuity.rewrite(self._mux(pending.frames))
         except (MuxError, TsError) as exc:
             self.mux_errors += 1
             self._force_discontinuity = True
@@ -542,6 +600,16 @@ class HlsPackager:
                 listener()
             except Exception:
                 log.exception("stream %s: playlist listener failed", self.path)
+
+
+@dataclass(slots=True)
+class _Ahead:
+    """The open segment, muxed as far as it is settled."""
+
+    source: Sequence[Frame]
+    """The segmenter's list of the open segment's frames (a new segment has a new list)."""
+    muxer: SegmentMuxer
+    failed: bool = False
 
 
 def _gzip(body: bytes) -> bytes:

@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from airclass.media.frames import Frame, MediaKind
@@ -149,6 +150,28 @@ class Segmenter:
     @property
     def pending_frames(self) -> int:
         return len(self._frames) + len(self._held) + (self._cut_at is not None)
+
+    @property
+    def open_frames(self) -> Sequence[Frame]:
+        """The open segment's frames so far, in order (the live list: a new segment starts a
+        new one). Read-only."""
+        return self._frames
+
+    def settled_frames(self, start: int = 0) -> int:
+        """How many of `open_frames`, from the first, are sure to stay in this segment whatever
+        comes next, given that the first `start` are: a cut moves to the next segment only
+        audio stamped after the cutting keyframe's presentation time, which is after every
+        video frame received so far, so audio up to the newest video frame stays. (Without
+        parts; a settling cut, in part mode, changes nothing before it either.)"""
+        frames = self._frames
+        if not self.has_video:
+            return len(frames)
+        newest_video = self._last_dts.get("video")
+        for i in range(start, len(frames)):
+            frame = frames[i]
+            if frame.kind == "audio" and (newest_video is None or frame.dts > newest_video):
+                return i
+        return len(frames)
 
     @property
     def pending_bytes(self) -> int:

@@ -10,8 +10,12 @@ from pathlib import Path
 import av
 import pytest
 
+from airclass.hls.mpegts import TsContinuity
+from airclass.hls.muxer import mux_segment
 from airclass.hls.packager import HlsPackager, PackagerConfig
 from airclass.hls.ring import RingError
+from airclass.hls.segmenter import Segmenter
+from airclass.media.bitstream import parse_asc, parse_avcc
 from airclass.media.frames import AudioConfig, Frame, VideoConfig
 from airclass.media.hub import StreamHub
 from tests.hls.conftest import make_test_frames, shifted
@@ -284,3 +288,52 @@ def test_works_as_the_hubs_media_sink() -> None:
     packager = packagers["live/stream"]
     assert packager.state == "ended"
     assert [s.sequence for s in packager.segments()] == [0, 1]
+
+
+def reference_segments(
+    video: VideoConfig, audio: AudioConfig, frames: list[Frame], clock: Clock
+) -> list[bytes]:
+    """What plain-mode packaging must make of `frames`: the segmenter's segments, each muxed
+    whole, counters spliced."""
+    segmenter = Segmenter(2.0)
+    segmenter.has_video = True
+    pending = []
+    first = frames[0].dts
+    for frame in frames:
+        pending += segmenter.push(frame, T0 + (frame.dts - first) / 1000)
+    pending += segmenter.flush()
+    continuity = TsContinuity()
+    vinfo, ainfo = parse_avcc(video.record), parse_asc(audio.record)
+    return [continuity.rewrite(mux_segment(p.frames, vinfo, ainfo)) for p in pending]
+
+
+@pytest.mark.parametrize("audio_lead_ms", [0, 250])
+def test_segments_muxed_as_frames_arrive_are_the_segments_muxed_whole(audio_lead_ms: int) -> None:
+    """Plain mode muxes the open segment as it goes; the bytes must be those of muxing each
+    closed segment whole, also when the publisher sends audio well ahead of its video, so
+    that audio received before a keyframe moves to the next segment."""
+    video, audio, flv_order = make_test_frames(12.0)
+    frames = sorted(flv_order, key=lambda f: f.dts - (audio_lead_ms if f.kind == "audio" else 0))
+    clock = Clock()
+    packager = HlsPackager(PackagerConfig(), clock)
+    publish(packager, clock, video, audio, frames, wall_start=T0)
+    assert [s.data for s in packager.segments()] == reference_segments(video, audio, frames, clock)
+    assert packager.segments_muxed_ahead == packager.segments_made == 6
+
+
+def test_a_segment_is_muxed_ahead_up_to_its_settled_frames() -> None:
+    video, audio, flv_order = make_test_frames(3.0)
+    frames = sorted(flv_order, key=lambda f: f.dts - (250 if f.kind == "audio" else 0))
+    clock = Clock()
+    packager = HlsPackager(PackagerConfig(), clock)
+    keyframes = [i for i, f in enumerate(frames) if f.kind == "video" and f.keyframe]
+    publish(packager, clock, video, audio, frames[: keyframes[1]], wall_start=T0, stop=False)
+    open_frames = packager._segmenter.open_frames
+    assert packager._ahead is not None
+    muxed = packager._ahead.muxer.frames
+    newest_video = max(f.dts for f in open_frames if f.kind == "video")
+    assert muxed == list(open_frames[: len(muxed)])
+    assert all(f.kind == "video" or f.dts <= newest_video for f in muxed)
+    rest = open_frames[len(muxed) :]
+    assert rest[0].kind == "audio" and rest[0].dts > newest_video  # not settled: it may move
+    assert len(rest) < 20  # 250 ms of audio and the video sent with it
