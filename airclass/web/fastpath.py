@@ -2,7 +2,9 @@
 protocol, without aiohttp's request machinery.
 
 Every viewer asks for the playlist every target duration (every part, in LL-HLS) and for every
-segment or part: these three requests are nearly all of a slave's traffic. Through aiohttp each
+segment or part: these three requests are nearly all of a slave's traffic. The entry playlist is
+answered here too: it is a player's first request, on the connection it then keeps using, which
+would otherwise be aiohttp's for good. Through aiohttp each
 costs ~100 µs of Python before our handler runs (request and header objects, routing, the
 middleware, the response object): more than the work itself. Here a protocol parses just what
 these requests need, calls the same request logic as the aiohttp handlers (`hls_views`), and
@@ -12,7 +14,7 @@ sent in a packet of their own made the same reply cost the reader ~1.8× the CPU
 loopback: `benchmarks/compare_nginx.py`'s "wrk CPU" row; nginx holds them with TCP_NOPUSH.)
 
 Anything else, or anything unusual, goes to aiohttp: the first request that is not a plain
-HTTP/1.1 GET of one of the three routes (another path or method, a percent-encoded or oversized
+HTTP/1.1 GET of one of these routes (another path or method, a percent-encoded or oversized
 request, a body, a Range, an Upgrade) hands the connection over, with the bytes not yet
 answered, to aiohttp's own protocol, which serves it from there as if it had had it from the
 start. The replies are the same bytes either way (tests/web/test_fastpath.py compares them),
@@ -40,13 +42,16 @@ from typing import Any, Final, cast
 from aiohttp import http as aiohttp_http
 from aiohttp.tcp_helpers import tcp_keepalive
 
+from airclass.auth.authorize import extract_token
 from airclass.web.hls_views import (
+    ENTRY_CACHE,
     M3U8,
     PLAYLIST_CACHE,
     SEGMENT_HEADERS,
     HlsContext,
     PartRequest,
     PlaylistRequest,
+    entry_body,
     find_segment,
 )
 from airclass.web.http import CORS_HEADERS, SHARED_CHUNK, HttpError
@@ -65,6 +70,11 @@ ROUTE: Final = re.compile(
 )
 """The routes `hls_views.add_routes` gives the media playlist, segments and parts."""
 
+ENTRY: Final = re.compile(rb"/([A-Za-z0-9_-]{1,64})/([A-Za-z0-9_-]{1,64})/index\.m3u8")
+"""The entry playlist's route: a player's first request, usually on the connection it keeps
+using for the rest."""
+
+ENTRY_ROUTE: Final = "/{app}/{stream}/index.m3u8"
 PLAYLIST_ROUTE: Final = "/{app}/{stream}/{sid}/media.m3u8"
 SEGMENT_ROUTE: Final = "/{app}/{stream}/{sid}/{seq}.ts"
 PART_ROUTE: Final = "/{app}/{stream}/{sid}/{seq}.{part}.ts"
@@ -93,6 +103,7 @@ PLAYLIST_GZIP_BLOCK: Final = _block(
     }
 )
 SEGMENT_BLOCK: Final = _block(SEGMENT_HEADERS)
+ENTRY_BLOCK: Final = _block({"Content-Type": M3U8, "Cache-Control": ENTRY_CACHE, **CORS_HEADERS})
 
 
 def _status_line(status: int) -> bytes:
@@ -309,9 +320,11 @@ class FastProtocol(asyncio.Protocol):
             return False
         raw_path, _, raw_query = target.partition(b"?")
         match = ROUTE.fullmatch(raw_path)
-        if match is None:
+        entry = ENTRY.fullmatch(raw_path) if match is None else None
+        if match is None and entry is None:
             return False
         gzip = False
+        authorization: bytes | None = None
         for line in lines[1:]:
             name, colon, value = line.partition(b":")
             if not colon or not name or name != name.strip():
@@ -327,6 +340,11 @@ class FastProtocol(asyncio.Protocol):
                     return False
                 if b"close" in tokens:
                     self._closing_after = True
+            elif name == b"authorization" and authorization is None:
+                authorization = value
+        if entry is not None:
+            return self._entry(entry, raw_query, authorization, started)
+        assert match is not None
         app, stream, sid_bytes, seq, part = match.groups()
         path = f"{app.decode()}/{stream.decode()}"
         sid = sid_bytes.decode()
@@ -339,6 +357,29 @@ class FastProtocol(asyncio.Protocol):
             self._segment(path, sid, int(seq), started)
         else:
             self._part(path, sid, int(seq), int(part), started)
+        return True
+
+    def _entry(
+        self,
+        match: re.Match[bytes],
+        raw_query: bytes,
+        authorization: bytes | None,
+        started: float,
+    ) -> bool:
+        query = _query(raw_query) if raw_query else {}
+        if query is None or (authorization is not None and not authorization.isascii()):
+            return False
+        header = authorization.strip().decode() if authorization is not None else None
+        app, stream = match.groups()
+        try:
+            body = entry_body(
+                self.fast.ctx, f"{app.decode()}/{stream.decode()}", extract_token(query, header)
+            )
+        except HttpError as exc:
+            self._send_error(exc, ENTRY_ROUTE, started)
+            return True
+        self._send(200, ENTRY_BLOCK, body, None)
+        self.fast.record(ENTRY_ROUTE, 200, time.perf_counter() - started)
         return True
 
     def _playlist(

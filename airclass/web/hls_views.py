@@ -107,9 +107,15 @@ def _stream_or_error(ctx: HlsContext, path: str) -> LiveStream:
 
 async def entry_playlist(request: web.Request) -> web.Response:
     ctx = request.app[HLS_CONTEXT]
-    path = _path(request)
-    now = ctx.clock()
     token = extract_token(request.query, request.headers.get("Authorization"))
+    body = entry_body(ctx, _path(request), token)
+    return web.Response(body=body, content_type=M3U8, headers={"Cache-Control": ENTRY_CACHE})
+
+
+def entry_body(ctx: HlsContext, path: str, token: str | None) -> bytes:
+    """The multivariant playlist for a viewer of `path` presenting `token`: this node's
+    variant and each backup node's, under new session ids (else an HttpError)."""
+    now = ctx.clock()
     try:
         claims = verify_and_authorize(ctx.issuer, token, "read", path, ctx.node_id, now)
     except AuthError as exc:
@@ -138,8 +144,7 @@ async def entry_playlist(request: web.Request) -> web.Response:
             path, claims.exp + BACKUP_SESSION_GRACE, claims.user_id, node_id=node_id
         )
         variants.append(variant._replace(uri=f"{hls_base}/{path}/{backup_sid}/media.m3u8"))
-    body = render_multivariant_playlist(variants).encode()
-    return web.Response(body=body, content_type=M3U8, headers={"Cache-Control": ENTRY_CACHE})
+    return render_multivariant_playlist(variants).encode()
 
 
 def check_session(ctx: HlsContext, sid: str, path: str, now: float) -> None:

@@ -196,12 +196,69 @@ def test_the_fast_path_sends_the_same_bytes_as_aiohttp() -> None:
     run(main)
 
 
+SID_IN_URI = re.compile(rb"[A-Za-z0-9_-]{8,96}(?=/media\.m3u8)")
+
+
+def without_sids(reply: Reply) -> Reply:
+    """The reply with its new session ids blanked (each entry reply mints random ones)."""
+    status, headers, body = reply
+    return status, headers, SID_IN_URI.sub(b"SID", body)
+
+
+def test_the_entry_playlist_is_answered_on_the_fast_path_as_aiohttp_does() -> None:
+    async def main() -> None:
+        async with servers() as s:
+            s.app[HLS_CONTEXT].backups = [("backup-1", "http://10.0.0.2:8080/hls")]
+            token = s.app[HLS_CONTEXT].issuer.mint(
+                user_type="student", user_id="alice", action="read", path=PATH,
+                node_id=NODE_ID, now=time.time(), ttl=3600,
+            )
+            other = s.app[HLS_CONTEXT].issuer.mint(
+                user_type="student", user_id="bob", action="read", path="live/other",
+                node_id=NODE_ID, now=time.time(), ttl=3600,
+            )
+            entry = f"/{PATH}/index.m3u8"
+            cases = [
+                get(f"{entry}?jwt={token}"),
+                get(entry, f"Authorization: Bearer {token}"),
+                get(f"{entry}?jwt={token}", "Authorization: Basic dXNlcjpwYXNz"),
+                get(f"{entry}?jwt={token}", "Accept-Encoding: gzip"),
+                get(entry),  # 401: no token
+                get(f"{entry}?jwt=not.a.token"),  # 401
+                get(f"{entry}?jwt={other}"),  # 403: another stream's token
+                get(f"/live/other/index.m3u8?jwt={other}"),  # 404: not streaming
+            ]
+            for raw in cases:
+                fast = without_sids(await exchange(s.fast_port, raw))
+                plain = without_sids(await exchange(s.plain_port, raw))
+                assert fast == plain, raw
+            assert s.fast.handed_off == 0, "every one of these was answered on the fast path"
+            status, _headers, body = await exchange(s.fast_port, cases[0])
+            assert status == b"HTTP/1.1 200 OK" and body.count(b"/media.m3u8") == 2
+            [sid] = [m.group(1) for line in body.decode().splitlines() if (m := SID_LINE.match(line))]
+            # A player keeps its connection: the media requests that follow stay on the fast path.
+            conn = await Conn.open(s.fast_port)
+            conn.send(cases[0] + get(f"/{PATH}/{sid}/media.m3u8"))
+            assert (await conn.reply())[0] == b"HTTP/1.1 200 OK"
+            assert (await conn.reply())[2] == s.packager.playlist_bytes
+            conn.close()
+            assert s.fast.handed_off == 0
+
+    run(main)
+
+
 def test_each_request_is_counted_once_in_the_same_metrics() -> None:
     async def main() -> None:
         async with servers() as s:
             sid = await enter(s)
             newest = s.packager.newest_sequence
+            token = s.app[HLS_CONTEXT].issuer.mint(
+                user_type="student", user_id="alice", action="read", path=PATH,
+                node_id=NODE_ID, now=time.time(), ttl=3600,
+            )
             raws = [
+                get(f"/{PATH}/index.m3u8?jwt={token}"),
+                get(f"/{PATH}/index.m3u8"),
                 get(f"/{PATH}/{sid}/media.m3u8"),
                 get(f"/{PATH}/{sid}/{newest}.ts"),
                 get(f"/{PATH}/{sid}/{newest}.1.ts"),
@@ -217,6 +274,8 @@ def test_each_request_is_counted_once_in_the_same_metrics() -> None:
                     {k: v - before.get(k, 0) for k, v in after.items() if v != before.get(k, 0)}
                 )
             assert counts[0] == counts[1] == {
+                ("/{app}/{stream}/index.m3u8", "GET", "200"): 1,
+                ("/{app}/{stream}/index.m3u8", "GET", "401"): 1,
                 ("/{app}/{stream}/{sid}/media.m3u8", "GET", "200"): 1,
                 ("/{app}/{stream}/{sid}/{seq}.ts", "GET", "200"): 1,
                 ("/{app}/{stream}/{sid}/{seq}.ts", "GET", "404"): 1,
