@@ -22,8 +22,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Mapping
-from typing import Final
+from collections.abc import Callable, Hashable, Mapping
+from typing import Final, cast
 
 from aiohttp import web
 
@@ -33,6 +33,7 @@ from airclass.auth.sessions import SessionSigner, SessionTable
 from airclass.auth.tokens import TokenIssuer
 from airclass.hls.packager import HlsPackager
 from airclass.hls.playlist import Variant, block_decision, render_multivariant_playlist
+from airclass.hls.ring import Part, Segment
 from airclass.web.http import CORS_HEADERS, HttpError, SharedFiles, send_shared
 from airclass.web.streams import LiveStream, StreamTable
 
@@ -75,13 +76,26 @@ class HlsContext:
         self.sessions = sessions
         self.backups: list[tuple[str, str]] = []
         """(node_id, hls_base) of peers that also serve our streams, for failover variants."""
-        self.files = SharedFiles()
+        self.files = SharedFiles(still_served=self._still_served)
         """Memory files of the segments and parts being served, for sendfile."""
         self.clock = clock
         """Wall clock for token expiry and session windows; tests replace it to move time."""
         self.max_block: float | None = None
         """Seconds a blocking playlist reload or a hinted part request may wait; None: three
         target durations (what RFC 8216bis tells clients to allow for)."""
+
+    def _still_served(self, key: Hashable, data: bytes) -> bool:
+        """Whether `data` is still what a request for `key`, (path, sequence, part index or
+        None), gets."""
+        path, sequence, index = cast(tuple[str, int, int | None], key)
+        stream = self.streams.get(path)
+        if stream is None:
+            return False
+        if index is None:
+            found: Segment | Part | None = stream.packager.segment(sequence)
+        else:
+            found = stream.packager.part(sequence, index)
+        return found is not None and found.data is data
 
     def block_bound(self, packager: HlsPackager) -> float:
         if self.max_block is not None:

@@ -152,9 +152,17 @@ class SharedFiles:
     (stream, sequence, part) and checked by identity, so a re-made body gets a new file.
     """
 
-    def __init__(self, max_bytes: int = 64 * 1024 * 1024) -> None:
+    def __init__(
+        self,
+        max_bytes: int = 64 * 1024 * 1024,
+        still_served: Callable[[Hashable, bytes], bool] | None = None,
+    ) -> None:
         self.max_bytes = max_bytes
         self.bytes = 0
+        self.still_served = still_served
+        """Whether a body is still served under its key: files of bodies that are not (a
+        segment gone from the ring) are closed whenever a new file is made, so a live stream
+        holds files for what it serves, not for `max_bytes` of its past."""
         self._files: OrderedDict[Hashable, tuple[bytes, int]] = OrderedDict()
         self.enabled = hasattr(os, "memfd_create") and hasattr(os, "sendfile")
 
@@ -172,6 +180,7 @@ class SharedFiles:
                 self._files.move_to_end(key)
                 return entry[1]
             self._drop(key)
+        self._retire()
         try:
             fd = os.memfd_create("airclass-body", os.MFD_CLOEXEC)
         except OSError as exc:
@@ -191,6 +200,14 @@ class SharedFiles:
         while self.bytes > self.max_bytes:
             self._drop(next(iter(self._files)))
         return fd
+
+    def _retire(self) -> None:
+        still_served = self.still_served
+        if still_served is None:
+            return
+        for key, (data, _fd) in list(self._files.items()):
+            if not still_served(key, data):
+                self._drop(key)
 
     def _drop(self, key: Hashable) -> None:
         data, fd = self._files.pop(key)

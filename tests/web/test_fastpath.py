@@ -24,6 +24,8 @@ import uvloop
 from aiohttp import web
 
 from airclass.media.hub import Publication
+from airclass.web import fastpath
+from airclass.web import http as web_http
 from airclass.web.fastpath import FastPath
 from airclass.web.hls_views import HLS_CONTEXT
 from airclass.web.slave_app import FAST_PATH, SLAVE, create_app
@@ -550,6 +552,39 @@ def test_a_request_for_aiohttp_after_replies_that_waited_gets_its_turn() -> None
             assert open_fds() == before + 2  # both ends of the connection: no duplicate left
             assert reply == await exchange(s.plain_port, odd)
             conn.close()
+
+    run(main)
+
+
+def test_memory_files_go_with_the_segments_that_leave_the_ring(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The test stream's 1 s segments are ~36 KB: give every body over 1 KB its memory file.
+    monkeypatch.setattr(web_http, "SHARED_CHUNK", 1024)
+    monkeypatch.setattr(fastpath, "SHARED_CHUNK", 1024)
+
+    async def main() -> None:
+        async with servers(segment_duration=1.0) as s:
+            sid = await enter(s)
+            files = s.app[HLS_CONTEXT].files
+            conn = await Conn.open(s.fast_port)
+            requested = []
+            for early in range(s.packager.newest_sequence):
+                conn.send(get(f"/{PATH}/{sid}/{early}.ts"))
+                assert (await conn.reply())[2] == s.packager.segment(early).data
+                requested.append(early)
+            while True:
+                newest = s.packager.newest_sequence
+                conn.send(get(f"/{PATH}/{sid}/{newest}.ts"))
+                assert (await conn.reply())[2] == s.packager.segment(newest).data
+                requested.append(newest)
+                if newest >= 10:
+                    break
+                s.feed_until(lambda n=newest: s.packager.newest_sequence > n)
+            conn.close()
+            ring = {segment.sequence for segment in s.packager.segments()}
+            assert len(requested) == 11 and len(ring) == 8
+            assert {key[1] for key in files._files} <= ring
 
     run(main)
 

@@ -8,6 +8,7 @@ then the transport (a reader slower than the socket buffer), or by the transport
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import socket
 from collections.abc import Awaitable, Callable
@@ -53,6 +54,32 @@ def test_a_remade_body_under_the_same_key_gets_a_new_file() -> None:
     assert os.pread(fd, 200_000, 0) == second
     assert len(files) == 1 and files.bytes == len(second)
     files.close()
+
+
+def memory_files() -> int:
+    """Memory files open in this process."""
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        with contextlib.suppress(OSError):
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith("/memfd:airclass-body")
+    return count
+
+
+def test_files_of_bodies_no_longer_served_are_closed_when_a_new_one_is_made() -> None:
+    before = memory_files()
+    served = {("live/a", i, None): body(100_000, i) for i in range(3)}
+    files = SharedFiles(still_served=lambda key, data: served.get(key) is data)
+    fds = [files.fd(key, data) for key, data in served.items()]
+    assert len(files) == 3 and memory_files() == before + 3
+    del served["live/a", 0, None]  # the ring moved on
+    served["live/a", 1, None] = body(100_000, 9)  # remade under the same key
+    served["live/a", 3, None] = body(100_000, 3)
+    fd_3 = files.fd(("live/a", 3, None), served["live/a", 3, None])
+    assert len(files) == 2 and files.bytes == 200_000 and memory_files() == before + 2
+    assert fd_3 is not None and os.pread(fd_3, 100_000, 0) == served["live/a", 3, None]
+    assert files.fd(("live/a", 2, None), served["live/a", 2, None]) == fds[2]  # kept
+    files.close()
+    assert memory_files() == before
 
 
 def test_small_bodies_get_no_file() -> None:
