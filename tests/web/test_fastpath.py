@@ -237,7 +237,8 @@ def test_the_entry_playlist_is_answered_on_the_fast_path_as_aiohttp_does() -> No
             assert s.fast.handed_off == 0, "every one of these was answered on the fast path"
             status, _headers, body = await exchange(s.fast_port, cases[0])
             assert status == b"HTTP/1.1 200 OK" and body.count(b"/media.m3u8") == 2
-            [sid] = [m.group(1) for line in body.decode().splitlines() if (m := SID_LINE.match(line))]
+            lines = body.decode().splitlines()
+            [sid] = [m.group(1) for line in lines if (m := SID_LINE.match(line))]
             # A player keeps its connection: the media requests that follow stay on the fast path.
             conn = await Conn.open(s.fast_port)
             conn.send(cases[0] + get(f"/{PATH}/{sid}/media.m3u8"))
