@@ -14,6 +14,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 from airclass.hls.packager import HlsPackager, PackagerConfig
 from airclass.media.frames import Frame, MediaEvent
@@ -30,6 +31,15 @@ class StreamPolicy:
     """Seconds an ended stream stays servable (so players read ENDLIST) before removal."""
 
 
+PRUNE_WAITERS: Final = 256
+"""Waiters of a stream at which those already done are dropped (no change came for them)."""
+
+
+def _time_out(waiter: asyncio.Future[bool]) -> None:
+    if not waiter.done():
+        waiter.set_result(False)
+
+
 class LiveStream:
     """A path's packager plus the asyncio plumbing for requests that wait on it."""
 
@@ -40,21 +50,34 @@ class LiveStream:
         self.stopped_at: float | None = None
         self.frames_in: dict[str, int] = {"video": 0, "audio": 0}
         self.bytes_in = 0
-        self._changed = asyncio.Event()
+        self._waiters: list[asyncio.Future[bool]] = []
+        self._prune_at = PRUNE_WAITERS
         packager.add_listener(self._on_change)
 
     def _on_change(self) -> None:
-        self._changed.set()
-        self._changed = asyncio.Event()
+        waiters, self._waiters = self._waiters, []
+        for waiter in waiters:
+            if not waiter.done():
+                waiter.set_result(True)
 
     async def wait_change(self, timeout: float) -> bool:
-        """Wait for the next segment or state change; False on timeout."""
-        event = self._changed
+        """Wait for the next segment, part or state change; False on timeout.
+
+        A future and a timer per wait (`asyncio.wait_for` would add a task): an LL-HLS viewer
+        waits like this about three times a second."""
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        waiters = self._waiters
+        if len(waiters) >= self._prune_at:  # waits that timed out or were cancelled
+            waiters[:] = [w for w in waiters if not w.done()]
+            self._prune_at = max(PRUNE_WAITERS, 2 * len(waiters))
+        waiters.append(waiter)
+        timer = loop.call_later(timeout, _time_out, waiter)
         try:
-            await asyncio.wait_for(event.wait(), timeout)
-        except TimeoutError:
-            return False
-        return True
+            return await waiter
+        finally:
+            timer.cancel()
+
 
     # MediaSink: the packager does the work; we keep the publish timeline.
     def on_publish_start(self) -> None:
