@@ -78,7 +78,6 @@ class LiveStream:
         finally:
             timer.cancel()
 
-
     # MediaSink: the packager does the work; we keep the publish timeline.
     def on_publish_start(self) -> None:
         self.publishing = True

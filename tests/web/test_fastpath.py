@@ -148,11 +148,16 @@ async def exchange(port: int, raw: bytes) -> Reply:
         conn.close()
 
 
-async def enter(s: Servers) -> str:
-    token = s.app[HLS_CONTEXT].issuer.mint(
-        user_type="student", user_id="alice", action="read", path=PATH, node_id=NODE_ID,
+def mint_token(s: Servers, user_id: str = "alice", path: str = PATH) -> str:
+    """A student's token to watch `path` on this node for an hour."""
+    return s.app[HLS_CONTEXT].issuer.mint(
+        user_type="student", user_id=user_id, action="read", path=path, node_id=NODE_ID,
         now=time.time(), ttl=3600,
     )
+
+
+async def enter(s: Servers) -> str:
+    token = mint_token(s)
     _status, _headers, body = await exchange(s.plain_port, get(f"/{PATH}/index.m3u8?jwt={token}"))
     [sid] = [m.group(1) for line in body.decode().splitlines() if (m := SID_LINE.match(line))]
     return sid
@@ -211,14 +216,8 @@ def test_the_entry_playlist_is_answered_on_the_fast_path_as_aiohttp_does() -> No
     async def main() -> None:
         async with servers() as s:
             s.app[HLS_CONTEXT].backups = [("backup-1", "http://10.0.0.2:8080/hls")]
-            token = s.app[HLS_CONTEXT].issuer.mint(
-                user_type="student", user_id="alice", action="read", path=PATH,
-                node_id=NODE_ID, now=time.time(), ttl=3600,
-            )
-            other = s.app[HLS_CONTEXT].issuer.mint(
-                user_type="student", user_id="bob", action="read", path="live/other",
-                node_id=NODE_ID, now=time.time(), ttl=3600,
-            )
+            token = mint_token(s)
+            other = mint_token(s, "bob", "live/other")
             entry = f"/{PATH}/index.m3u8"
             cases = [
                 get(f"{entry}?jwt={token}"),
@@ -255,10 +254,7 @@ def test_each_request_is_counted_once_in_the_same_metrics() -> None:
         async with servers() as s:
             sid = await enter(s)
             newest = s.packager.newest_sequence
-            token = s.app[HLS_CONTEXT].issuer.mint(
-                user_type="student", user_id="alice", action="read", path=PATH,
-                node_id=NODE_ID, now=time.time(), ttl=3600,
-            )
+            token = mint_token(s)
             raws = [
                 get(f"/{PATH}/index.m3u8?jwt={token}"),
                 get(f"/{PATH}/index.m3u8"),
