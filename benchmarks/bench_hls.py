@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from airclass.hls.mpegts import TsContinuity
+from airclass.hls.mpegts import PID_SDT, SYNC_BYTE, TS_PACKET_SIZE, TsContinuity, strip_pids
 from airclass.hls.muxer import mux_segment
 from airclass.hls.packager import HlsPackager, PackagerConfig
 from airclass.hls.playlist import render_media_playlist
@@ -61,6 +61,15 @@ def test_continuity_rewrite_720p_2s(benchmark: Any) -> None:
     state = TsContinuity()
     out = benchmark(state.rewrite, data)
     assert len(out) == len(data)
+
+
+def test_strip_sdt_720p_2s(benchmark: Any) -> None:
+    """Dropping FFmpeg's SDT packet from a closed segment (what `SegmentMuxer.finish` does)."""
+    video, audio, frames = segment_720p(2_500_000)
+    data = mux_segment(frames, video, audio)
+    sdt = bytes([SYNC_BYTE, PID_SDT >> 8, PID_SDT & 0xFF, 0x10]).ljust(TS_PACKET_SIZE, b"\xff")
+    out = benchmark(strip_pids, sdt + data)
+    assert out == data
 
 
 def test_render_media_playlist(benchmark: Any) -> None:
