@@ -80,6 +80,12 @@ setInterval(() => {
 """
 
 
+PLAYED_3_S = """() => {
+  const first = window.log.samples.find(([, t]) => t > 0);
+  return first !== undefined && document.getElementById("v").currentTime - first[1] > 3;
+}"""
+
+
 @dataclass
 class FailoverResult:
     stall: float
@@ -185,9 +191,9 @@ def run_failover(cluster: Cluster, tmp_path: Path, page_base: str, *,
             try:
                 page = browser.new_page()
                 page.goto(f"{page_base}/?src={quote(reply['hls_url'], safe='')}")
-                page.wait_for_function(
-                    "() => document.getElementById('v').currentTime > 3", timeout=30_000
-                )
+                # currentTime is the stream's clock, which a live player joins at several
+                # seconds in: wait for 3 s played, counted from the first frame shown.
+                page.wait_for_function(PLAYED_3_S, timeout=30_000)
                 killed_at = page.evaluate("performance.now()")
                 victim.stop(signal.SIGKILL)
                 t_end = time.monotonic() + watch_after
