@@ -4,7 +4,8 @@ hls.js from the npm package in lowLatencyMode), against a real slave fed by a re
 Latency is `Date.now() - hls.playingDate`: the wall clock against the EXT-X-PROGRAM-DATE-TIME
 of the frame on screen, which the origin stamps when the frame arrives over RTMP. Sampled every
 second over 60 s of playback after a 5 s settle; the medians are printed. A stall is a `waiting`
-event on the video element or an hls.js bufferStalledError while playing.
+event on the video element (but for the player's own seek back to live) or an hls.js
+bufferStalledError while playing.
 
 Bounds (issue #10): LL-HLS median <= 1.5 s with a 1 s keyframe interval, <= 2.5 s with 2 s;
 plain HLS (--no-low-latency) <= 4 s with 1 s segments; no stalls.
@@ -38,7 +39,8 @@ SAMPLES = 60
 WATCH = """(() => {
   window.__stalls = [];
   const v = document.getElementById('video');
-  v.addEventListener('waiting', () => window.__stalls.push('waiting@' + v.currentTime.toFixed(2)));
+  v.addEventListener('waiting', () => window.__stalls.push(
+    (v.seeking ? 'seeking@' : 'waiting@') + v.currentTime.toFixed(2)));
   const hls = window.airclass.player.hls;
   hls.on(window.Hls.Events.ERROR, (_e, d) => {
     if (d.details !== 'bufferStalledError') return;
@@ -90,22 +92,63 @@ def test_glass_to_glass_latency(
             if value is not None:
                 samples.append(float(value))
             page.wait_for_timeout(1000)
-        stalls = page.evaluate("window.__stalls")
+        waits = page.evaluate("window.__stalls")
         parts = page.evaluate("window.__parts")
+        catch_ups = page.evaluate("window.airclass.player.catchUps")
+        # The player's own jump back to live (after a stall while starting) waits while it
+        # seeks: not a stall of the live stream.
+        stalls = [w for w in waits if not w.startswith("seeking@")]
         median = statistics.median(samples)
         print(
             f"\n{mode} HLS, {keyframe_s} s keyframes, 1 s segment target: glass-to-glass median "
             f"{median:.2f} s (min {min(samples):.2f}, max {max(samples):.2f}, "
-            f"{len(samples)} samples over {seconds} s), stalls {len(stalls)}, parts loaded {parts}"
+            f"{len(samples)} samples over {seconds} s), stalls {len(stalls)}, "
+            f"parts loaded {parts}, jumps back to live {catch_ups}"
         )
         screenshot(page, f"student-latency-{mode}-{keyframe_s}s.png")
         assert len(samples) >= seconds - 2
         assert median <= bound, samples
         assert stalls == [], stalls
+        assert len(waits) - len(stalls) <= catch_ups <= 1, waits
         if mode == "ll":
             assert parts > 0, "hls.js loaded partial segments"
         else:
             assert parts == 0
+    finally:
+        pub.terminate()
+        pub.wait(10)
+
+
+@pytest.mark.timing
+def test_a_student_left_behind_the_class_is_brought_back_to_live(
+    cluster: Cluster, browser: Any, tmp_path: Path  # noqa: F811
+) -> None:
+    """hls.js speeds playback up only within one target duration of its target latency and
+    seeks only past six: in between it stays behind for good (what a stall while starting
+    left 1 run in 3 at 6.5 s behind). The student page jumps back to the live edge."""
+    slave = cluster.slave("--segment-duration", "1")
+    pub = publish(f"{slave.rtmp}/live/stream?key={cluster.stream_key}", 90, gop=25, rate=25,
+                  size="640x360", log_path=tmp_path / "pub.log")
+    try:
+        page = new_page(browser)
+        join_as_student(page, slave.api, "Late Student")
+        wait_playing(page, 60_000)
+        page.wait_for_timeout(8_000)  # a back buffer to step into
+        at_live = page.evaluate(SAMPLE)
+        # 4 s back: out of hls.js's speed-up range (target + 1 s) but short of its own seek (6 s)
+        page.evaluate("document.getElementById('video').currentTime -= 4")
+        page.wait_for_timeout(1_000)
+        behind = page.evaluate(SAMPLE)
+        assert behind > at_live + 3, (at_live, behind)
+        samples = []
+        for _ in range(16):
+            page.wait_for_timeout(500)
+            samples.append(page.evaluate(SAMPLE))
+            if samples[-1] is not None and samples[-1] < at_live + 0.5:
+                break
+        print(f"\nlatency {at_live:.2f} s, {behind:.2f} s after stepping back, then {samples}")
+        assert samples[-1] is not None and samples[-1] < at_live + 0.5, samples
+        assert page.evaluate("window.airclass.player.catchUps") == 1
     finally:
         pub.terminate()
         pub.wait(10)

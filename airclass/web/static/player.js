@@ -11,6 +11,8 @@
   const SID_URL = /^(https?:\/\/[^/]+\/[^/?#]+\/[^/?#]+\/)([A-Za-z0-9_-]{8,96})(\/.*)$/;
   const POLL_MS = 2000;
   const STALL_MS = 12000;
+  // Seconds behind hls.js's catch-up range before the player jumps back to the live edge.
+  const BEHIND_TICKS = 3;
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
   function variantUrls(text, base) {
@@ -38,6 +40,8 @@
       this.renewTimer = null;
       this.lastTime = -1;
       this.lastProgress = Date.now();
+      this.behindTicks = 0;
+      this.catchUps = 0;
       video.addEventListener("ended", () => this.onEnded());
       video.addEventListener("playing", () => this.setState("playing"));
       this.ticker = setInterval(() => this.tick(), 1000);
@@ -298,7 +302,35 @@
           this.rejoin().then(() => this.waitUntilLive());
         }
       }
+      this.keepLive();
       this.info();
+    }
+
+    // hls.js plays faster to reach its target latency only within one target duration of it
+    // ("further than one target duration from target can be considered DVR playback") and
+    // seeks only past liveMaxLatencyDuration: a student left in between (by a stall while
+    // starting, say) would stay seconds behind the class for the whole lecture. A live lesson
+    // has no DVR: after BEHIND_TICKS seconds that far behind, jump to the live sync position.
+    keepLive() {
+      const hls = this.hls;
+      const video = this.video;
+      const level = hls && hls.levels[hls.currentLevel];
+      const details = level && level.details;
+      const target = hls && hls.targetLatency;
+      const sync = hls && hls.liveSyncPosition;
+      if (this.state !== "playing" || video.paused || !details || !details.live
+          || target === null || sync === null || !(sync > video.currentTime)) {
+        this.behindTicks = 0;
+        return;
+      }
+      const dvr = Math.min(hls.maxLatency || Infinity, target + details.targetduration);
+      if (hls.latency - target < dvr) {
+        this.behindTicks = 0;
+      } else if (++this.behindTicks >= BEHIND_TICKS) {
+        this.behindTicks = 0;
+        this.catchUps++;
+        video.currentTime = sync;
+      }
     }
   }
 
