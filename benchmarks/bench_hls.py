@@ -64,7 +64,8 @@ def test_continuity_rewrite_720p_2s(benchmark: Any) -> None:
 
 
 def test_strip_sdt_720p_2s(benchmark: Any) -> None:
-    """Dropping FFmpeg's SDT packet from a closed segment (what `SegmentMuxer.finish` does)."""
+    """Dropping FFmpeg's SDT packet from a whole 2 s segment (`SegmentMuxer` does it 32 KiB at
+    a time as the segment grows)."""
     video, audio, frames = segment_720p(2_500_000)
     data = mux_segment(frames, video, audio)
     sdt = bytes([SYNC_BYTE, PID_SDT >> 8, PID_SDT & 0xFF, 0x10]).ljust(TS_PACKET_SIZE, b"\xff")
@@ -102,4 +103,40 @@ def test_packager_per_segment_720p(benchmark: Any) -> None:
 
     benchmark.pedantic(one_round, rounds=10, iterations=1)
     benchmark.extra_info["segments_made"] = packager.segments_made
+    assert packager.mux_errors == 0
+
+
+def test_packager_cut_720p(benchmark: Any) -> None:
+    """The keyframe that closes a plain-HLS segment: what stands between the publisher's
+    frame and the playlist that lists the segment (the rest was muxed as it arrived)."""
+    video_config, audio_config, frames = make_test_frames(
+        4.0, fps=FPS, gop=50, width=1280, height=720
+    )
+    frames = pad_to_bitrate([f for f in frames if f.dts < 4000], 2_500_000)
+    keyframe = [i for i, f in enumerate(frames) if f.kind == "video" and f.keyframe][1]
+    packager = HlsPackager(PackagerConfig(), lambda: 1_800_000_000.0)
+    packager.on_publish_start()
+    packager.on_event(video_config)
+    packager.on_event(audio_config)
+    for frame in frames:
+        packager.on_event(frame)
+    rounds = iter(range(1, 10**6))
+    after_the_cut: list[Frame] = []
+
+    def setup() -> tuple[tuple[Frame], dict[str, Any]]:
+        """The previous round's frames after its cut, then this round's up to its cut (two
+        GOPs a round: the second keyframe is the cut measured)."""
+        round_frames = list(shifted(frames, next(rounds) * 4000))
+        for frame in [*after_the_cut, *round_frames[:keyframe]]:
+            packager.on_event(frame)
+        after_the_cut[:] = round_frames[keyframe + 1 :]
+        return (round_frames[keyframe],), {}
+
+    def cut(frame: Frame) -> None:
+        made = packager.segments_made
+        packager.on_event(frame)
+        assert packager.segments_made == made + 1
+
+    benchmark.pedantic(cut, setup=setup, rounds=20, iterations=1)
+    assert packager.segments_muxed_ahead == packager.segments_made
     assert packager.mux_errors == 0

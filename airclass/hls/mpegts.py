@@ -45,7 +45,11 @@ def strip_pids(data: bytes, pids: frozenset[int] = frozenset({PID_SDT})) -> byte
     """`data` without the packets of `pids` (by default FFmpeg's DVB SDT, which it writes
     before the PAT and which HLS players ignore)."""
     packets = _packets(data)
-    keep = ~np.isin(_pids(packets), np.fromiter(pids, dtype=np.int64, count=len(pids)))
+    found = _pids(packets)
+    if len(pids) == 1:
+        keep = found != next(iter(pids))  # one comparison: ~10× cheaper than isin here
+    else:
+        keep = ~np.isin(found, np.fromiter(pids, dtype=np.int64, count=len(pids)))
     return data if keep.all() else packets[keep].tobytes()
 
 
@@ -61,11 +65,28 @@ class TsContinuity:
     def __init__(self) -> None:
         self._last: dict[int, int] = {}
 
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, TsContinuity) and self._last == other._last
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def copy(self) -> TsContinuity:
+        """An independent state that continues from this one."""
+        twin = TsContinuity()
+        twin._last = dict(self._last)
+        return twin
+
+    def take(self, other: TsContinuity) -> None:
+        """Continue from where `other` is."""
+        self._last = dict(other._last)
+
     def last_counter(self, pid: int) -> int | None:
         return self._last.get(pid)
 
     def rewrite(self, data: bytes) -> bytes:
-        """Return `data` with counters continuing from the previous call's, per PID."""
+        """Return `data` with counters continuing from the previous call's, per PID.
+
+        A stream can be rewritten in pieces of whole packets: the result is the same."""
         if not data:
             return data
         packets = _packets(data).copy()

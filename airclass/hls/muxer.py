@@ -9,14 +9,13 @@ by separate containers form one continuous timeline.
 from __future__ import annotations
 
 import contextlib
-import io
 import logging
 from collections.abc import Iterable
 from fractions import Fraction
 
 import av
 
-from airclass.hls.mpegts import TsError, strip_pids
+from airclass.hls.mpegts import TS_PACKET_SIZE, TsContinuity, TsError, strip_pids
 from airclass.media.bitstream import (
     AacInfo,
     AvcInfo,
@@ -30,6 +29,11 @@ log = logging.getLogger(__name__)
 
 MILLISECONDS = Fraction(1, 1000)
 
+TAKE_AT = 64 * 1024
+"""Bytes of muxed output finished at a time while a segment grows (stripped of its SDT and
+given its continuity counters): each time costs ~0.25 ms however little it finishes (numpy
+calls), and the close finishes what is left, up to this much."""
+
 # FFmpeg's own logging stays at PyAV's default (off): muxing problems surface as exceptions.
 _TS_OPTIONS = {"mpegts_copyts": "1"}
 
@@ -39,44 +43,79 @@ class MuxError(Exception):
 
 
 def mux_segment(
-    frames: Iterable[Frame], video: AvcInfo | None, audio: AacInfo | None
+    frames: Iterable[Frame],
+    video: AvcInfo | None,
+    audio: AacInfo | None,
+    continuity: TsContinuity | None = None,
 ) -> bytes:
     """One self-contained MPEG-TS segment (PAT and PMT first) holding `frames`.
 
-    Frames of a kind whose info is None are skipped. Counters in the result start at 0: run it
-    through `TsContinuity.rewrite` to splice it after a previous segment.
+    Frames of a kind whose info is None are skipped. Counters in the result start at 0, or
+    carry on from `continuity` (which is then advanced past the segment).
     """
-    muxer = SegmentMuxer(video, audio)
+    muxer = SegmentMuxer(video, audio, continuity)
     try:
         for frame in frames:
             muxer.add(frame)
     except MuxError:
         muxer.abandon()
         raise
-    return muxer.finish()
+    data = muxer.finish()
+    if continuity is not None:
+        continuity.take(muxer.continuity)
+    return data
+
+
+class _Sink:
+    """Where FFmpeg writes the segment: its output, unread so far."""
+
+    __slots__ = ("data",)
+
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def write(self, data: bytes) -> int:
+        self.data += data
+        return len(data)
 
 
 class SegmentMuxer:
     """`mux_segment` a frame at a time: frames can be muxed as they arrive, so that closing
     the segment costs only its last few frames. The bytes are those `mux_segment` makes of the
-    same frames (FFmpeg's MPEG-TS muxer writes as it goes).
+    same frames (FFmpeg's MPEG-TS muxer writes as it goes), and so is the rest of the work:
+    whole packets are stripped of the SDT and given their continuity counters as FFmpeg
+    writes them.
 
+    Counters carry on from `continuity` as it is now: `continuity` itself is left alone, and
+    `self.continuity` is the state after what was muxed (`started_from`, before).
     `add` and `finish` raise MuxError; after one, or instead of `finish`, call `abandon`.
     """
 
-    __slots__ = ("_buf", "_last_dts", "_out", "_streams", "audio", "frames", "video")
+    __slots__ = (
+        "_chunks", "_last_dts", "_out", "_sink", "_streams", "audio", "continuity", "frames",
+        "started_from", "video",
+    )
 
-    def __init__(self, video: AvcInfo | None, audio: AacInfo | None) -> None:
+    def __init__(
+        self,
+        video: AvcInfo | None,
+        audio: AacInfo | None,
+        continuity: TsContinuity | None = None,
+    ) -> None:
         if video is None and audio is None:
             raise MuxError("a segment needs a video or an audio track")
         self.video = video
         self.audio = audio
         self.frames: list[Frame] = []
         """What was added, in order (frames of a track without info included)."""
-        self._buf = io.BytesIO()
+        self.started_from = continuity.copy() if continuity is not None else TsContinuity()
+        self.continuity = self.started_from.copy()
+        self._sink = _Sink()
+        self._chunks: list[bytes] = []
+        """The segment's finished bytes so far."""
         self._last_dts: dict[str, int] = {}
         try:
-            self._out = av.open(self._buf, "w", format="mpegts", options=_TS_OPTIONS)
+            self._out = av.open(self._sink, "w", format="mpegts", options=_TS_OPTIONS)
         except av.FFmpegError as exc:
             raise MuxError(str(exc)) from exc
         try:
@@ -119,19 +158,37 @@ class SegmentMuxer:
             self._out.mux(packet)
         except av.FFmpegError as exc:
             raise MuxError(str(exc)) from exc
+        self._take_packets()
 
     def finish(self) -> bytes:
         """Close the segment; its bytes."""
         try:
             self._out.close()
-            return strip_pids(self._buf.getvalue())
-        except (av.FFmpegError, TsError) as exc:
+        except av.FFmpegError as exc:
             raise MuxError(str(exc)) from exc
+        self._take_packets(least=0)
+        if self._sink.data:
+            raise MuxError(f"{len(self._sink.data)} bytes of a TS packet left at the end")
+        return b"".join(self._chunks)
 
     def abandon(self) -> None:
         """Close the container and drop what it made."""
         with contextlib.suppress(av.FFmpegError):
             self._out.close()
+
+    def _take_packets(self, least: int = TAKE_AT) -> None:
+        """Finish the whole packets FFmpeg has written, once there are `least` bytes of them
+        (FFmpeg writes each frame as it is muxed)."""
+        pending = self._sink.data
+        if len(pending) < max(least, TS_PACKET_SIZE):
+            return
+        end = len(pending) - len(pending) % TS_PACKET_SIZE
+        packets = bytes(pending[:end])
+        del pending[:end]
+        try:
+            self._chunks.append(self.continuity.rewrite(strip_pids(packets)))
+        except TsError as exc:
+            raise MuxError(str(exc)) from exc
 
 
 def _payload(frame: Frame, video: AvcInfo | None, audio: AacInfo | None) -> bytes:

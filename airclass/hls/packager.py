@@ -5,8 +5,9 @@ gzip, the segment bytes. Serving is then a lookup of shared bytes, whatever the 
 Synchronous: the web layer turns `add_listener` callbacks into asyncio wake-ups.
 
 Plain mode muxes the open segment as its frames arrive, as far as they are sure to stay in it
-(`Segmenter.settled_frames`), so that the keyframe that closes it leaves only a few frames and
-the container's end to mux before the segment is listed.
+(`Segmenter.settled_frames`), and finishes the packets as FFmpeg writes them (SDT dropped,
+continuity counters carried on), so that the keyframe that closes it leaves only a few frames,
+the container's end and the last packets to finish before the segment is listed.
 
 Low-latency mode (`PackagerConfig.low_latency`): each partial segment is muxed as its own small
 MPEG-TS (PAT and PMT first, continuity counters carried on) as soon as the segmenter closes it,
@@ -414,7 +415,9 @@ class HlsPackager:
             if ahead is not None and not ahead.failed:
                 ahead.muxer.abandon()
             try:
-                ahead = self._ahead = _Ahead(frames, SegmentMuxer(self._video, self._audio))
+                ahead = self._ahead = _Ahead(
+                    frames, SegmentMuxer(self._video, self._audio, self._continuity)
+                )
             except MuxError:
                 self._ahead = None
                 return
@@ -429,8 +432,9 @@ class HlsPackager:
             ahead.failed = True  # the segment is muxed whole when it closes, and fails there
 
     def _mux(self, frames: tuple[Frame, ...]) -> bytes:
-        """The closed segment's bytes: the rest of what `_mux_ahead` began, when that holds the
-        same frames in the same order with the current codec parameters; else all of it."""
+        """The closed segment's bytes, counters carried on: the rest of what `_mux_ahead`
+        began, when that holds the same frames in the same order with the current codec
+        parameters; else all of it."""
         ahead, self._ahead = self._ahead, None
         if ahead is not None and not ahead.failed:
             muxer = ahead.muxer
@@ -447,10 +451,14 @@ class HlsPackager:
                 except MuxError:
                     muxer.abandon()
                     raise
+                data = muxer.finish()
                 self.segments_muxed_ahead += 1
-                return muxer.finish()
+                if muxer.started_from == self._continuity:
+                    self._continuity = muxer.continuity
+                    return data
+                return self._continuity.rewrite(data)
             muxer.abandon()
-        return mux_segment(frames, self._video, self._audio)
+        return mux_segment(frames, self._video, self._audio, self._continuity)
 
     def _flush(self) -> bool:
         """Close the pending segment; False if none was added."""
@@ -478,7 +486,7 @@ class HlsPackager:
     def _emit_part(self, pending: PendingPart) -> None:
         """Mux, store and announce a part of the open segment."""
         try:
-            data = self._continuity.rewrite(mux_segment(pending.frames, self._video, self._audio))
+            data = mux_segment(pending.frames, self._video, self._audio, self._continuity)
         except (MuxError, TsError) as exc:
             self.mux_errors += 1
             log.error("stream %s: dropping a part that failed to mux: %s", self.path, exc)
@@ -519,7 +527,7 @@ class HlsPackager:
         if pending is None:
             return False
         try:
-            data = self._continuity.rewrite(self._mux(pending.frames))
+            data = self._mux(pending.frames)
         except (MuxError, TsError) as exc:
             self.mux_errors += 1
             self._force_discontinuity = True

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import itertools
+
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -83,3 +85,36 @@ def test_any_segments_concatenate_without_continuity_errors(
     )
     # a PID's very first packet may lack a payload; everything after it must follow
     assert continuity_errors(out) == 0
+
+
+@settings(max_examples=200)
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([0, 0x100, 0x101]), st.integers(0, 15), st.booleans()),
+        max_size=60,
+    ),
+    st.lists(st.integers(0, 60), max_size=5),
+)
+def test_a_stream_rewritten_in_pieces_is_the_stream_rewritten_whole(
+    stream: list[tuple[int, int, bool]], cuts: list[int]
+) -> None:
+    data = b"".join(ts(pid, cc, payload=pay) for pid, cc, pay in stream)
+    bounds = [0, *sorted(min(c, len(stream)) * 188 for c in cuts), len(data)]
+    state = TsContinuity()
+    pieces = b"".join(state.rewrite(data[a:b]) for a, b in itertools.pairwise(bounds))
+    whole = TsContinuity()
+    assert pieces == whole.rewrite(data)
+    assert state == whole
+
+
+def test_copies_continue_independently() -> None:
+    state = TsContinuity()
+    state.rewrite(ts(0x100, 0) + ts(0x100, 0))
+    twin = state.copy()
+    assert twin == state and twin is not state
+    assert counters(twin.rewrite(ts(0x100, 0))) == [(0x100, 2)]
+    assert twin != state and state.last_counter(0x100) == 1
+    state.take(twin)
+    assert state == twin and counters(state.rewrite(ts(0x100, 0))) == [(0x100, 3)]
+    assert twin.last_counter(0x100) == 2
+    assert state != object()

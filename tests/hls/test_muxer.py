@@ -6,8 +6,9 @@ from dataclasses import dataclass
 import av
 import pytest
 
+from airclass.hls import muxer as muxer_module
 from airclass.hls.mpegts import TsContinuity
-from airclass.hls.muxer import MuxError, mux_segment
+from airclass.hls.muxer import MuxError, SegmentMuxer, mux_segment
 from airclass.media.bitstream import AacInfo, AvcInfo, parse_asc, parse_avcc
 from airclass.media.frames import Frame
 from tests.hls.conftest import make_test_frames, shifted
@@ -139,3 +140,36 @@ def test_a_corrupt_frame_is_skipped_not_fatal() -> None:
 def test_needs_a_track() -> None:
     with pytest.raises(MuxError):
         mux_segment([], None, None)
+
+
+@pytest.mark.parametrize("take_at", [0, 4096, 10**9], ids=["every-frame", "4K", "at-finish"])
+def test_packets_finished_as_they_come_are_the_packets_finished_at_the_end(
+    monkeypatch: pytest.MonkeyPatch, take_at: int
+) -> None:
+    """SDT dropped and counters carried on as FFmpeg writes, in any pieces: the same bytes as
+    doing both to the whole segment once it is closed."""
+    video, audio, chunks = gops(6.0)
+    monkeypatch.setattr(muxer_module, "TAKE_AT", 10**9)
+    whole_state = TsContinuity()
+    reference = [mux_segment(frames, video, audio, whole_state) for frames in chunks]
+    monkeypatch.setattr(muxer_module, "TAKE_AT", take_at)
+    state = TsContinuity()
+    pieces = [mux_segment(frames, video, audio, state) for frames in chunks]
+    assert pieces == reference and state == whole_state
+    spliced = b"".join(pieces)
+    assert continuity_errors(spliced) == 0
+    assert {p.pid for p in packets(spliced)} == {PID_PAT, PID_PMT, PID_VIDEO, PID_AUDIO}
+
+
+def test_a_segment_muxer_leaves_the_given_continuity_alone() -> None:
+    video, audio, chunks = gops(4.0)
+    state = TsContinuity()
+    first = mux_segment(chunks[0], video, audio, state)
+    before = state.copy()
+    muxer = SegmentMuxer(video, audio, state)
+    for frame in chunks[1]:
+        muxer.add(frame)
+    second = muxer.finish()
+    assert state == before == muxer.started_from != muxer.continuity
+    assert continuity_errors(first + second) == 0
+    assert TsContinuity().rewrite(first + second) == first + second

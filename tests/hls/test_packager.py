@@ -337,3 +337,25 @@ def test_a_segment_is_muxed_ahead_up_to_its_settled_frames() -> None:
     rest = open_frames[len(muxed) :]
     assert rest[0].kind == "audio" and rest[0].dts > newest_video  # not settled: it may move
     assert len(rest) < 20  # 250 ms of audio and the video sent with it
+
+
+def test_a_segment_muxed_ahead_follows_counters_moved_meanwhile() -> None:
+    """The open segment's packets get their counters as they are muxed, from the state of the
+    time; should the state move before the segment closes, the segment is renumbered."""
+    video, audio, frames = make_test_frames(6.0)
+    keyframes = [i for i, f in enumerate(frames) if f.kind == "video" and f.keyframe]
+    clock = Clock()
+    packager = HlsPackager(PackagerConfig(), clock)
+    publish(packager, clock, video, audio, frames[: keyframes[2]], wall_start=T0, stop=False)
+    assert packager._ahead is not None and len(packager._ahead.muxer.frames) > 10
+    video_pid = 0x100
+    stray = packager._continuity.rewrite(
+        bytes([0x47, video_pid >> 8, video_pid & 0xFF, 0x10]) + bytes(184)
+    )
+    first = frames[0].dts
+    clock.now = T0 + (frames[keyframes[2]].dts - first) / 1000
+    packager.on_event(frames[keyframes[2]])  # closes segment 1
+    one, two = (s.data for s in packager.segments())
+    assert continuity_errors(one + stray + two) == 0
+    assert continuity_errors(one + two) > 0
+    assert packager.segments_muxed_ahead == packager.segments_made == 2
