@@ -185,7 +185,13 @@ def parse_media_playlist(text: str) -> list[tuple[str, float]]:
     return out
 
 
-async def poll_playlist(url: str, stop: Callable[[], bool], interval: float = 0.01) -> list[Listed]:
+POLL_INTERVAL = 0.002
+"""Seconds between playlist polls: adds 0-2 ms (1 ms on average) to every latency."""
+
+
+async def poll_playlist(
+    url: str, stop: Callable[[], bool], interval: float = POLL_INTERVAL
+) -> list[Listed]:
     listed: dict[str, Listed] = {}
     async with aiohttp.ClientSession() as session:
         while not stop():
@@ -202,25 +208,35 @@ async def poll_playlist(url: str, stop: Callable[[], bool], interval: float = 0.
     return list(listed.values())
 
 
-def latencies(listed: list[Listed], sent: list[SentMessage]) -> tuple[list[float], list[float]]:
-    """(latency s per segment, segment durations) for segments ended by a known keyframe."""
+@dataclass
+class Latencies:
+    """Per segment ended by a known keyframe, in seconds."""
+
+    from_last_frame: list[float] = field(default_factory=list)
+    """The publisher sends the segment's last frame → the playlist lists the segment."""
+    from_cut: list[float] = field(default_factory=list)
+    """The keyframe that closes the segment has passed → listed: the server's own time (no
+    server can list a segment before the frame that ends it has arrived)."""
+    durations: list[float] = field(default_factory=list)
+
+
+def latencies(listed: list[Listed], sent: list[SentMessage]) -> Latencies:
     keys = [i for i, m in enumerate(sent) if m.keyframe]
+    out = Latencies()
     if not keys or not listed:
-        return [], []
+        return out
     key_dts = [sent[i].dts for i in keys]
     end = float(key_dts[0])
-    out: list[float] = []
-    durations: list[float] = []
     for seg in listed:
         end += seg.duration * 1000
         nearest = min(range(len(keys)), key=lambda k: abs(key_dts[k] - end))
         if abs(key_dts[nearest] - end) > 300 or key_dts[nearest] <= key_dts[0]:
             break  # the final segment, closed when the publisher left
         end = float(key_dts[nearest])
-        last_frame = sent[keys[nearest] - 1]
-        out.append(seg.seen - last_frame.wall)
-        durations.append(seg.duration)
-    return out, durations
+        out.from_last_frame.append(seg.seen - sent[keys[nearest] - 1].wall)
+        out.from_cut.append(seg.seen - sent[keys[nearest]].wall)
+        out.durations.append(seg.duration)
+    return out
 
 
 # -- the two servers -------------------------------------------------------------------------
@@ -337,10 +353,8 @@ def nginx_rtmp(tmp: Path, *extra: str, viewers: int = 1) -> Iterator[Target]:
 # -- ingest measurements ------------------------------------------------------------------------
 
 
-async def measure_latency(target: Target, source: Path, seconds: int) -> tuple[
-    list[float], list[float]
-]:
-    """Publish `source` once through the timing proxy; (latencies s, segment durations s)."""
+async def measure_latency(target: Target, source: Path, seconds: int) -> Latencies:
+    """Publish `source` once through the timing proxy, polling the playlist."""
     proxy = TimingProxy(target.rtmp_port)
     await proxy.start()
     ffmpeg = publish(source, f"rtmp://127.0.0.1:{proxy.port}/{target.publish_path}")

@@ -9,9 +9,11 @@ with `libnginx-mod-rtmp` (one process, `master_process off`, one worker, HLS on 
 on). Both get the same pre-encoded 720p30 2.5 Mbit/s file (see `_common.source_file`),
 published with `ffmpeg -re -c copy`. Measured, in this order:
 
-1. ingest → playlist latency per segment (timing proxy + 10 ms playlist polling), one server
+1. ingest → playlist latency per segment (timing proxy + 2 ms playlist polling), one server
    after the other, and for AIRClass both in its default LL-HLS mode and, from a second slave
-   with `--no-low-latency`, in plain HLS (what nginx-rtmp makes);
+   with `--no-low-latency`, in plain HLS (what nginx-rtmp makes): from the publisher sending
+   the segment's last frame, and from the keyframe that closes the segment (the server's own
+   time);
 2. ingest CPU of the server process during a publish with no viewer;
 3. with a looping publish to both: segment throughput with wrk (the newest full segment of each
    server's playlist, so the sizes are those of the same 2 s of the same stream), and playlist
@@ -71,8 +73,11 @@ class Figures:
     """Everything measured for one server."""
 
     latencies_ms: list[float] = field(default_factory=list)
+    cut_latencies_ms: list[float] = field(default_factory=list)
+    """From the keyframe that closes each segment (`Latencies.from_cut`)."""
     plain_latencies_ms: list[float] = field(default_factory=list)
-    """AIRClass only: the same, from a slave in plain HLS mode."""
+    plain_cut_latencies_ms: list[float] = field(default_factory=list)
+    """AIRClass only: the same two, from a slave in plain HLS mode."""
     segment_durations: list[float] = field(default_factory=list)
     ingest_cpu: float = 0.0
     segment_bytes: int = 0
@@ -161,11 +166,16 @@ def report(figures: dict[str, Figures], args: argparse.Namespace, source: Path) 
             f"  airclass LL-HLS (default): {summary([v / 1000 for v in a.latencies_ms])}",
             f"  airclass plain HLS:        {summary([v / 1000 for v in a.plain_latencies_ms])}",
             f"  nginx-rtmp (plain HLS):    {summary([v / 1000 for v in n.latencies_ms])}",
+            "the server's own part (the keyframe that closes the segment has arrived → listed):",
+            f"  airclass plain HLS:        {summary([v / 1000 for v in a.plain_cut_latencies_ms])}",
+            f"  nginx-rtmp (plain HLS):    {summary([v / 1000 for v in n.cut_latencies_ms])}",
         ]
         plain, nginx = statistics.median(a.plain_latencies_ms), statistics.median(n.latencies_ms)
         rows += [
             ("ingest→playlist latency, median ms", plain, nginx,
              "≤ 1.00 " + verdict(ratio(plain, nginx), 1.0, False)),
+            ("  from the closing keyframe", statistics.median(a.plain_cut_latencies_ms),
+             statistics.median(n.cut_latencies_ms), "(the server's own time)"),
             ("  same, LL-HLS full segment", statistics.median(a.latencies_ms), nginx,
              "(last part waits for its audio)"),
             ("ingest CPU, % of one core", a.ingest_cpu, n.ingest_cpu,
@@ -228,11 +238,12 @@ def main() -> int:
         for kind in () if args.http_only else KINDS:
             target = targets[kind]
             print(f"{kind}: ingest latency ({args.seconds} s publish) ...", flush=True)
-            lat, durations = asyncio.run(measure_latency(target, source, args.seconds))
-            if not lat:
+            lat = asyncio.run(measure_latency(target, source, args.seconds))
+            if not lat.durations:
                 raise RuntimeError(f"{kind}: no segment was listed")
-            figures[kind].latencies_ms = [v * 1000 for v in lat]
-            figures[kind].segment_durations = durations
+            figures[kind].latencies_ms = [v * 1000 for v in lat.from_last_frame]
+            figures[kind].cut_latencies_ms = [v * 1000 for v in lat.from_cut]
+            figures[kind].segment_durations = lat.durations
             time.sleep(1.0)
             print(f"{kind}: ingest CPU ({args.seconds} s publish, no viewer) ...", flush=True)
             figures[kind].ingest_cpu = measure_cpu(target, source, args.seconds)
@@ -241,10 +252,11 @@ def main() -> int:
                   flush=True)
             (tmp / "plain").mkdir()
             with airclass_slave(tmp / "plain", *args.slave_arg, "--no-low-latency") as plain:
-                lat, _durations = asyncio.run(measure_latency(plain, source, args.seconds))
-            if not lat:
+                lat = asyncio.run(measure_latency(plain, source, args.seconds))
+            if not lat.durations:
                 raise RuntimeError("airclass --no-low-latency: no segment was listed")
-            figures["airclass"].plain_latencies_ms = [v * 1000 for v in lat]
+            figures["airclass"].plain_latencies_ms = [v * 1000 for v in lat.from_last_frame]
+            figures["airclass"].plain_cut_latencies_ms = [v * 1000 for v in lat.from_cut]
 
         print("HTTP: looping publish to both servers ...", flush=True)
         publishers = [
