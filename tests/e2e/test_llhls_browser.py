@@ -13,6 +13,7 @@ plain HLS (--no-low-latency) <= 4 s with 1 s segments; no stalls.
 
 from __future__ import annotations
 
+import itertools
 import json
 import statistics
 import subprocess
@@ -149,6 +150,55 @@ def test_a_student_left_behind_the_class_is_brought_back_to_live(
         print(f"\nlatency {at_live:.2f} s, {behind:.2f} s after stepping back, then {samples}")
         assert samples[-1] is not None and samples[-1] < at_live + 0.5, samples
         assert page.evaluate("window.airclass.player.catchUps") == 1
+    finally:
+        pub.terminate()
+        pub.wait(10)
+
+
+STARTS = 6
+
+# Every 100 ms, note when the video's position changes.
+PROGRESS = """(() => {
+  window.__progress = [];
+  let last = -1;
+  setInterval(() => {
+    const v = document.getElementById('video');
+    if (v && v.currentTime !== last) {
+      last = v.currentTime;
+      window.__progress.push(performance.now());
+    }
+  }, 100);
+})()"""
+
+
+@pytest.mark.timing
+def test_students_joining_do_not_stand_still(
+    cluster: Cluster, browser: Any, tmp_path: Path  # noqa: F811
+) -> None:
+    """hls.js started in the middle of the open segment loads every part listed so far at
+    once and, about one start in four with 2 s keyframes, then counts that segment as
+    buffered and loads nothing more for ~5 s while the video stands still. The student page
+    re-attaches the media after 1-2 s of that. Six students join one after another; none
+    may stand still more than 3 s once the video moves."""
+    slave = cluster.slave("--segment-duration", "1")
+    pub = publish(f"{slave.rtmp}/live/stream?key={cluster.stream_key}", 150, gop=50, rate=25,
+                  size="640x360", log_path=tmp_path / "pub.log")
+    longest: list[float] = []
+    unsticks = 0
+    try:
+        for i in range(STARTS):
+            page = new_page(browser)
+            page.add_init_script(PROGRESS)
+            join_as_student(page, slave.api, f"Student {i}")
+            page.wait_for_function("window.__progress.length > 2", timeout=60_000)
+            page.wait_for_timeout(10_000)
+            times = page.evaluate("[...window.__progress, performance.now()]")
+            longest.append(max(b - a for a, b in itertools.pairwise(times[1:])) / 1000)
+            unsticks += page.evaluate("window.airclass.player.unsticks")
+            page.context.close()
+        print(f"\nlongest stand-still per start: {[f'{s:.2f}' for s in longest]} s; "
+              f"re-attached {unsticks} times")
+        assert max(longest) < 3.0, longest
     finally:
         pub.terminate()
         pub.wait(10)

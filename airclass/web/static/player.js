@@ -13,6 +13,8 @@
   const STALL_MS = 12000;
   // Seconds behind hls.js's catch-up range before the player jumps back to the live edge.
   const BEHIND_TICKS = 3;
+  // Milliseconds the video may stand still with parts to load that hls.js does not load.
+  const UNSTICK_MS = 1000;
   const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 
   function variantUrls(text, base) {
@@ -42,6 +44,8 @@
       this.lastProgress = Date.now();
       this.behindTicks = 0;
       this.catchUps = 0;
+      this.unsticks = 0;
+      this.lastFragLoading = Date.now();
       video.addEventListener("ended", () => this.onEnded());
       video.addEventListener("playing", () => this.setState("playing"));
       this.ticker = setInterval(() => this.tick(), 1000);
@@ -206,6 +210,8 @@
           } catch (err) { /* keep the last name */ }
         });
         hls.on(Hls.Events.ERROR, (_e, data) => this.onHlsError(data));
+        this.lastFragLoading = Date.now();
+        hls.on(Hls.Events.FRAG_LOADING, () => { this.lastFragLoading = Date.now(); });
         hls.loadSource(url);
         hls.attachMedia(video);
       } else if (video.canPlayType("application/vnd.apple.mpegurl")) {
@@ -302,8 +308,32 @@
           this.rejoin().then(() => this.waitUntilLive());
         }
       }
+      this.unstick();
       this.keepLive();
       this.info();
+    }
+
+    // hls.js started in the middle of the open segment loads every part listed so far at once,
+    // then can count that segment as buffered and load nothing more until its parts leave the
+    // playlist (~3 target durations) while the video stands still. When the video has stood
+    // still for UNSTICK_MS with parts listed beyond what is buffered and no fragment load
+    // started meanwhile, re-attach the media (hls.js forgets what it had buffered, keeps the
+    // position and loads the missing parts).
+    unstick() {
+      const hls = this.hls;
+      const video = this.video;
+      const level = hls && hls.levels[hls.currentLevel];
+      const details = level && level.details;
+      const now = Date.now();
+      if (this.state !== "playing" || video.paused || !details || !details.live) return;
+      if (now - this.lastProgress < UNSTICK_MS || now - this.lastFragLoading < UNSTICK_MS) return;
+      const buffered = video.buffered;
+      const end = buffered.length ? buffered.end(buffered.length - 1) : video.currentTime;
+      if (!(details.edge > end + 0.5)) return;
+      this.unsticks++;
+      this.lastProgress = now;
+      this.lastFragLoading = now;
+      hls.recoverMediaError();
     }
 
     // hls.js plays faster to reach its target latency only within one target duration of it
