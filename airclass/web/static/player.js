@@ -308,9 +308,19 @@
           this.rejoin().then(() => this.waitUntilLive());
         }
       }
-      this.unstick();
-      this.keepLive();
+      const details = this.playingLive();
+      this.unstick(details);
+      this.keepLive(details);
       this.info();
+    }
+
+    // The live playlist hls.js plays while the video plays; null otherwise.
+    playingLive() {
+      const hls = this.hls;
+      if (!hls || this.state !== "playing" || this.video.paused) return null;
+      const level = hls.levels[hls.currentLevel];
+      const details = level && level.details;
+      return details && details.live ? details : null;
     }
 
     // hls.js started in the middle of the open segment loads every part listed so far at once,
@@ -319,13 +329,10 @@
     // still for UNSTICK_MS with parts listed beyond what is buffered and no fragment load
     // started meanwhile, re-attach the media (hls.js forgets what it had buffered, keeps the
     // position and loads the missing parts).
-    unstick() {
-      const hls = this.hls;
+    unstick(details) {
       const video = this.video;
-      const level = hls && hls.levels[hls.currentLevel];
-      const details = level && level.details;
       const now = Date.now();
-      if (this.state !== "playing" || video.paused || !details || !details.live) return;
+      if (!details) return;
       if (now - this.lastProgress < UNSTICK_MS || now - this.lastFragLoading < UNSTICK_MS) return;
       const buffered = video.buffered;
       const end = buffered.length ? buffered.end(buffered.length - 1) : video.currentTime;
@@ -333,7 +340,7 @@
       this.unsticks++;
       this.lastProgress = now;
       this.lastFragLoading = now;
-      hls.recoverMediaError();
+      this.hls.recoverMediaError();
     }
 
     // hls.js plays faster to reach its target latency only within one target duration of it
@@ -341,15 +348,12 @@
     // seeks only past liveMaxLatencyDuration: a student left in between (by a stall while
     // starting, say) would stay seconds behind the class for the whole lecture. A live lesson
     // has no DVR: after BEHIND_TICKS seconds that far behind, jump to the live sync position.
-    keepLive() {
+    keepLive(details) {
       const hls = this.hls;
       const video = this.video;
-      const level = hls && hls.levels[hls.currentLevel];
-      const details = level && level.details;
-      const target = hls && hls.targetLatency;
-      const sync = hls && hls.liveSyncPosition;
-      if (this.state !== "playing" || video.paused || !details || !details.live
-          || target === null || sync === null || !(sync > video.currentTime)) {
+      const target = details && hls.targetLatency;
+      const sync = details && hls.liveSyncPosition;
+      if (!details || target === null || sync === null || !(sync > video.currentTime)) {
         this.behindTicks = 0;
         return;
       }
