@@ -2,9 +2,13 @@
 
     python benchmarks/ingest.py [--seconds 30]
 
-Both servers get the same pre-encoded file (720p30 H.264 at ~2.5 Mbit/s CBR with a 2 s GOP,
-AAC 128 kbit/s; made once with ffmpeg and cached in the temp directory), published with
-`ffmpeg -re -i file -c copy -f flv`, one server after the other, each on free loopback ports.
+AIRClass runs in plain HLS (`--no-low-latency`), which is what nginx-rtmp makes: in its default
+LL-HLS mode a segment's last part waits for the audio up to the closing keyframe's presentation
+time (~100 ms; see `airclass/hls/segmenter.py`), and students get the parts long before the
+segment anyway (`compare_nginx.py` measures both modes). Both servers get the same pre-encoded
+file (720p30 H.264 at ~2.5 Mbit/s CBR with a 2 s GOP, AAC 128 kbit/s; made once with ffmpeg and
+cached in the temp directory), published with `ffmpeg -re -i file -c copy -f flv`, one server
+after the other, each on free loopback ports.
 nginx runs in the foreground as one process (`daemon off; master_process off`), with its
 HLS directory on tmpfs (/dev/shm) when there is one, which is nginx's best case.
 
@@ -79,10 +83,16 @@ def run_one(
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=int, default=30, help="length of each publish")
+    parser.add_argument("--slave-arg", action="append", default=[],
+                        help="extra flag for the slave, e.g. --slave-arg=--event-loop=asyncio")
     args = parser.parse_args()
     source = source_file(args.seconds)
+
+    def plain_slave(tmp: Path) -> contextlib.AbstractContextManager[Target]:
+        return airclass_slave(tmp, *args.slave_arg, "--no-low-latency")
+
     runs: list[tuple[str, Callable[[Path], contextlib.AbstractContextManager[Target]]]] = [
-        ("airclass", airclass_slave), ("nginx", nginx_rtmp),
+        ("airclass", plain_slave), ("nginx", nginx_rtmp),
     ]
     results = {name: run_one(make, source, args.seconds) for name, make in runs}
     a, n = results["airclass"], results["nginx"]
