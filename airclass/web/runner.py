@@ -14,6 +14,7 @@ On a stop signal, in-flight handlers (a relay long poll waits up to 20 s) get
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import logging
 import resource
 import signal
@@ -149,6 +150,37 @@ async def serve(
 
 OPEN_FILES_WANTED: Final = 65536
 
+HEAP_BLOCKS_UP_TO: Final = 32 << 20
+"""Bytes: memory blocks up to this size come from the heap and are reused when freed. A
+segment is at most 16 MiB (`Segmenter.max_bytes`)."""
+HEAP_KEEPS_FREE: Final = 64 << 20
+"""Bytes of freed memory at the top of the heap kept before any is given back to the system."""
+_M_TRIM_THRESHOLD: Final = -1
+_M_MMAP_THRESHOLD: Final = -3
+
+
+def keep_freed_memory(
+    blocks_up_to: int = HEAP_BLOCKS_UP_TO, keeps_free: int = HEAP_KEEPS_FREE
+) -> bool:
+    """Have glibc's allocator reuse the memory of freed large blocks; False where there is no
+    glibc (the defaults stay). A slave makes and drops a ~0.7 MB segment every 2 s; by default
+    glibc maps every block from ~128 KiB up afresh and unmaps it when freed, so that joining a
+    closed segment's bytes first faults in ~170 new pages: ~0.4 ms of the time from the
+    keyframe that closes a segment to the playlist that lists it, measured on a slave (against
+    ~0.1 ms in pages used before). Each node keeps up to `keeps_free` bytes it freed."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):
+        return False
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt.restype = ctypes.c_int
+    # musl has a mallopt that does nothing and says so (0).
+    return bool(
+        mallopt(_M_MMAP_THRESHOLD, blocks_up_to) and mallopt(_M_TRIM_THRESHOLD, keeps_free)
+    )
+
 
 def raise_open_file_limit(wanted: int = OPEN_FILES_WANTED) -> int:
     """Raise this process's soft limit on open files to `wanted` (or the hard limit, if
@@ -170,13 +202,15 @@ def raise_open_file_limit(wanted: int = OPEN_FILES_WANTED) -> int:
 
 def run(main: Coroutine[Any, Any, None], event_loop: str = "auto") -> None:
     """Run `main` on uvloop when it is installed (or asked for), else on asyncio's own loop,
-    with the open file limit raised (`raise_open_file_limit`).
+    with the open file limit raised (`raise_open_file_limit`) and freed memory kept for reuse
+    (`keep_freed_memory`).
 
     uvloop roughly halves the CPU the event loop spends per request and per socket read,
     which is most of what a slave does (see the README's Performance section).
     """
     limit = raise_open_file_limit()
     log.debug("open file limit: %d", limit)
+    log.debug("freed memory kept for reuse: %s", keep_freed_memory())
     factory: Callable[[], asyncio.AbstractEventLoop] | None = None
     if event_loop in ("auto", "uvloop"):
         try:
