@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airclass.hls.mpegts import TsContinuity, TsError, strip_pids
+from airclass.hls.mpegts import PID_SDT, FreshCounters, TsContinuity, TsError, strip_pids
 from tests.hls.tsutil import continuity_errors, packets
 
 
@@ -118,3 +118,62 @@ def test_copies_continue_independently() -> None:
     assert state == twin and counters(state.rewrite(ts(0x100, 0))) == [(0x100, 3)]
     assert twin.last_counter(0x100) == 2
     assert state != object()
+
+
+def fresh_output(stream: list[tuple[int, bool]]) -> bytes:
+    """Packets numbered as a new FFmpeg muxer numbers them: from 15, stepping before each
+    payload."""
+    counter: dict[int, int] = {}
+    out = []
+    for pid, payload in stream:
+        now = counter.get(pid, 15)
+        if payload:
+            now = (now + 1) & 0x0F
+        counter[pid] = now
+        out.append(ts(pid, now, payload=payload, fill=pid & 0xFF))
+    return b"".join(out)
+
+
+@settings(max_examples=300)
+@given(
+    st.lists(st.tuples(st.sampled_from([0, 0x100, 0x101, 0x1000]), st.booleans()), max_size=30),
+    st.lists(
+        st.tuples(st.sampled_from([0, 0x100, 0x101, 0x1000, PID_SDT]), st.booleans()),
+        max_size=80,
+    ),
+    st.lists(st.integers(0, 80), max_size=5),
+)
+def test_fresh_output_renumbered_in_pieces_is_the_stream_stripped_and_rewritten(
+    before: list[tuple[int, bool]], stream: list[tuple[int, bool]], cuts: list[int]
+) -> None:
+    """`FreshCounters` (a constant per PID) agrees with `rewrite` (counting payloads) on what
+    a new muxer writes, whatever the counters carried on from and however it is cut."""
+    start = TsContinuity()
+    start.rewrite(b"".join(ts(pid, 0, payload=pay) for pid, pay in before))
+    data = fresh_output(stream)
+    snapshot = start.copy()
+    expected_state = start.copy()
+    expected = expected_state.rewrite(strip_pids(data))
+
+    counters_ = FreshCounters(start)
+    buffer = bytearray(data)
+    bounds = [0, *sorted(min(c, len(stream)) * 188 for c in cuts), len(data)]
+    pieces = []
+    for a, b in itertools.pairwise(bounds):
+        pieces.append(counters_.take(buffer, b - a))
+        del buffer[: b - a]
+    assert b"".join(pieces) == expected
+    assert counters_.state == expected_state
+    assert start == snapshot
+    assert continuity_errors(b"".join(pieces)) == 0
+
+
+def test_fresh_counters_renumber_in_place_and_check_sync() -> None:
+    start = TsContinuity()
+    start.rewrite(ts(0x100, 0) + ts(0x100, 0))  # video's last counter: 1
+    buffer = bytearray(fresh_output([(PID_SDT, True), (0x100, True), (0x100, False)]))
+    out = FreshCounters(start).take(buffer, len(buffer))
+    assert counters(out) == [(0x100, 2), (0x100, 2)]
+    assert counters(bytes(buffer)) == [(PID_SDT, 0), (0x100, 2), (0x100, 2)]
+    with pytest.raises(TsError, match="sync"):
+        FreshCounters(start).take(bytearray(188), 188)
