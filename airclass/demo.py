@@ -20,7 +20,6 @@ import logging
 import os
 import secrets
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -32,18 +31,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from airclass.ports import free_port, free_ports
+
 log = logging.getLogger(__name__)
 
 STARTUP_TIMEOUT = 30.0
 STOP_TIMEOUT = 20.0
 """A slave may take ~10 s: it finishes in-flight relay long-polls before it unregisters."""
-
-
-def free_port(host: str) -> int:
-    """A port the OS says is free now (another process may take it before we do; rare)."""
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as sock:
-        sock.bind((host, 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,7 +115,7 @@ class Demo:
         )
         self._wait("the master", lambda: _get_json(f"{self.master_url}/health") is not None)
         for index in range(1, self.slaves + 1):
-            ports = [free_port(self.host) for _ in range(3)]
+            ports = free_ports(self.host, 3)
             self._spawn(
                 f"slave-{index}",
                 [

@@ -24,7 +24,6 @@ import asyncio
 import json
 import os
 import secrets
-import socket
 import statistics
 import subprocess
 import sys
@@ -40,15 +39,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from airclass.cluster.signing import sign  # noqa: E402
+from airclass.ports import free_port  # noqa: E402
 
 GOAL_TOKENS_PER_S = 2000.0
 GOAL_BURST_P99_MS = 50.0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def percentile(values: list[float], q: float) -> float:

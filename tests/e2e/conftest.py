@@ -7,7 +7,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,13 +19,29 @@ from typing import Any
 
 import pytest
 
+from airclass.ports import free_port as pick_port
+from airclass.ports import unreserved_span
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def _worker_span() -> tuple[int, int] | None:
+    """This pytest-xdist worker's own slice of the free-port span, so workers never race for
+    one port; None (the whole span) outside xdist."""
+    worker, workers = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get(
+        "PYTEST_XDIST_WORKER_COUNT"
+    )
+    if not worker or not workers:
+        return None
+    low, high = unreserved_span()
+    index, count = int(worker.removeprefix("gw")), int(workers)
+    width = (high - low) // count
+    return (low + index * width, low + (index + 1) * width)
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A loopback port for a server a test starts; never the same one twice in a run."""
+    return pick_port("127.0.0.1", _worker_span())
 
 
 def need(binary: str) -> str:
