@@ -172,6 +172,10 @@ class SegmentMuxer:
             raise MuxError(f"{len(self._sink.data)} bytes of a TS packet left at the end")
         return b"".join(self._chunks)
 
+    def finished_bytes(self) -> bytes:
+        """The whole packets finished so far (what a failed segment can still keep)."""
+        return b"".join(self._chunks)
+
     def abandon(self) -> None:
         """Close the container and drop what it made."""
         with contextlib.suppress(av.FFmpegError):

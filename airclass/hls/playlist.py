@@ -22,6 +22,7 @@ know and play the full segments. `block_decision` answers a blocking reload (`_H
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -62,8 +63,10 @@ class TargetDuration:
         return self.value
 
 
+@functools.lru_cache(maxsize=64)
 def format_program_date_time(epoch: float) -> str:
-    """ISO 8601 UTC with milliseconds, e.g. 2026-11-27T16:31:04.123Z."""
+    """ISO 8601 UTC with milliseconds, e.g. 2026-11-27T16:31:04.123Z. Cached: a playlist
+    re-rendered for every segment (or part) dates the same few segments again."""
     millis = round(epoch * 1000)
     seconds, ms = divmod(millis, 1000)
     stamp = datetime.fromtimestamp(seconds, tz=UTC).strftime("%Y-%m-%dT%H:%M:%S")

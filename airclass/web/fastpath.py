@@ -91,7 +91,8 @@ def _block(headers: dict[str, str]) -> bytes:
 
 
 PLAYLIST_BLOCK: Final = _block(
-    {"Content-Type": M3U8, "Cache-Control": PLAYLIST_CACHE, **CORS_HEADERS}
+    {"Content-Type": M3U8, "Cache-Control": PLAYLIST_CACHE, "Vary": "Accept-Encoding",
+     **CORS_HEADERS}
 )
 PLAYLIST_GZIP_BLOCK: Final = _block(
     {
@@ -407,8 +408,8 @@ class FastProtocol(asyncio.Protocol):
         self._send_playlist(request, gzip, started)
 
     def _send_playlist(self, request: PlaylistRequest, gzip: bool, started: float) -> None:
-        block = PLAYLIST_GZIP_BLOCK if gzip else PLAYLIST_BLOCK
-        self._send(200, block, request.body(gzip), None)
+        body, gzipped = request.body(gzip)
+        self._send(200, PLAYLIST_GZIP_BLOCK if gzipped else PLAYLIST_BLOCK, body, None)
         self.fast.record(PLAYLIST_ROUTE, 200, time.perf_counter() - started)
 
     def _segment(self, path: str, sid: str, sequence: int, started: float) -> None:

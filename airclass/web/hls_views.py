@@ -241,11 +241,15 @@ class PlaylistRequest:
                 raise HttpError(404, "no such stream")
             self.stream = current
 
-    def body(self, gzip: bool) -> bytes:
+    def body(self, gzip: bool) -> tuple[bytes, bool]:
+        """The reply's body and whether it is gzipped: when the client accepts gzip and the
+        packager made one (not for short playlists)."""
         packager = self.stream.packager
         if gzip:
-            return packager.delta_gzip if self.delta else packager.playlist_gzip
-        return packager.delta_bytes if self.delta else packager.playlist_bytes
+            packed = packager.delta_gzip if self.delta else packager.playlist_gzip
+            if packed:
+                return packed, True
+        return packager.delta_bytes if self.delta else packager.playlist_bytes, False
 
 
 async def media_playlist(request: web.Request) -> web.Response:
@@ -253,12 +257,12 @@ async def media_playlist(request: web.Request) -> web.Response:
     reply = PlaylistRequest(ctx, _path(request), request.match_info["sid"], request.query)
     if not reply.ready():
         await reply.wait(ctx)
+    body, gzipped = reply.body("gzip" in request.headers.get("Accept-Encoding", ""))
     headers = {"Cache-Control": PLAYLIST_CACHE}
-    gzip = "gzip" in request.headers.get("Accept-Encoding", "")
-    if gzip:
+    if gzipped:
         headers["Content-Encoding"] = "gzip"
-        headers["Vary"] = "Accept-Encoding"
-    return web.Response(body=reply.body(gzip), content_type=M3U8, headers=headers)
+    headers["Vary"] = "Accept-Encoding"
+    return web.Response(body=body, content_type=M3U8, headers=headers)
 
 
 def find_segment(ctx: HlsContext, path: str, sid: str, sequence: int) -> tuple[bytes, int | None]:

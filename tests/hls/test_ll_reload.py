@@ -5,10 +5,12 @@ completion is driven by the packager's events, never by sleeping."""
 from __future__ import annotations
 
 import asyncio
+import gzip
 from typing import Any
 
 import pytest
 
+from airclass.hls.packager import GZIP_MIN_BYTES
 from airclass.media.frames import Frame
 from airclass.media.hub import Publication
 from airclass.web.hls_views import HLS_CONTEXT
@@ -167,8 +169,20 @@ async def test_delta_update_and_gzip(ll: tuple[Slave, Feed]) -> None:
         f"/{PATH}/{sid}/media.m3u8?_HLS_skip=YES&_HLS_msn=1",
         headers={"Accept-Encoding": "gzip"},
     )
-    assert resp.headers["Content-Encoding"] == "gzip"
     assert await resp.text() == delta
+    # gzipped when long enough to gain from it
+    assert resp.headers.get("Content-Encoding") == ("gzip" if packager.delta_gzip else None)
+    assert resp.headers["Vary"] == "Accept-Encoding"
+    resp = await slave.client.get(
+        f"/{PATH}/{sid}/media.m3u8?_HLS_msn=1", headers={"Accept-Encoding": "gzip"},
+        auto_decompress=False,
+    )
+    raw = await resp.read()
+    if len(packager.playlist_bytes) >= GZIP_MIN_BYTES:
+        assert resp.headers["Content-Encoding"] == "gzip"
+        assert gzip.decompress(raw) == packager.playlist_bytes
+    else:
+        assert "Content-Encoding" not in resp.headers and raw == packager.playlist_bytes
 
 
 async def test_plain_mode_ignores_the_directives(make_slave: SlaveFactory) -> None:  # noqa: F811

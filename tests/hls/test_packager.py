@@ -11,8 +11,8 @@ import av
 import pytest
 
 from airclass.hls.mpegts import TsContinuity
-from airclass.hls.muxer import mux_segment
-from airclass.hls.packager import HlsPackager, PackagerConfig
+from airclass.hls.muxer import MuxError, SegmentMuxer, mux_segment
+from airclass.hls.packager import GZIP_MIN_BYTES, HlsPackager, PackagerConfig
 from airclass.hls.ring import RingError
 from airclass.hls.segmenter import Segmenter
 from airclass.media.bitstream import parse_asc, parse_avcc
@@ -92,7 +92,7 @@ def test_live_then_ended() -> None:
         + "".join(f"#EXTINF:2.000,\n{i}.ts\n" for i in range(5))
         + "#EXT-X-ENDLIST\n"
     )
-    assert gzip.decompress(packager.playlist_gzip) == packager.playlist_bytes
+    assert packager.playlist_gzip == b""  # shorter than GZIP_MIN_BYTES: sent as it is
     segments = packager.segments()
     assert [s.sequence for s in segments] == [0, 1, 2, 3, 4]
     for s in segments:
@@ -359,3 +359,108 @@ def test_a_segment_muxed_ahead_follows_counters_moved_meanwhile() -> None:
     assert continuity_errors(one + stray + two) == 0
     assert continuity_errors(one + two) > 0
     assert packager.segments_muxed_ahead == packager.segments_made == 2
+
+
+def test_a_long_playlist_is_gzipped_a_short_one_is_not() -> None:
+    video, audio, frames = make_test_frames(12.0)
+    clock = Clock()
+    short = HlsPackager(PackagerConfig(), clock)
+    publish(short, clock, video, audio, frames, wall_start=T0)
+    assert len(short.playlist_bytes) < GZIP_MIN_BYTES and short.playlist_gzip == b""
+    long = HlsPackager(PackagerConfig(low_latency=True), clock)
+    publish(long, clock, video, audio, frames, wall_start=T0, stop=False)
+    assert len(long.playlist_bytes) >= GZIP_MIN_BYTES  # parts listed
+    assert gzip.decompress(long.playlist_gzip) == long.playlist_bytes
+
+
+def closing_keyframe(frames: list[Frame], nth: int) -> int:
+    return [i for i, f in enumerate(frames) if f.kind == "video" and f.keyframe][nth]
+
+
+def test_the_closing_keyframe_lists_the_segment_before_its_last_packets_are_muxed() -> None:
+    """The playlist lists a segment as soon as its successor's keyframe arrives; the ring gets
+    its bytes at the next frame, unless a reader asks first. Bytes are the same either way."""
+    video, audio, frames = make_test_frames(6.0)
+    cut = closing_keyframe(frames, 1)
+    reference = reference_segments(video, audio, frames, Clock())
+    for finish_by in ("next frame", "reader"):
+        clock = Clock()
+        packager = HlsPackager(PackagerConfig(), clock)
+        seen: list[bytes] = []
+        packager.add_listener(lambda p=packager, seen=seen: seen.append(p.playlist_bytes))
+        publish(packager, clock, video, audio, frames[: cut + 1], wall_start=T0, stop=False)
+        assert seen[-1].endswith(b"#EXTINF:2.000,\n0.ts\n")
+        assert packager._listed is not None and len(packager._ring) == 0  # listed, not muxed
+        assert packager.segments_made == 1
+        if finish_by == "next frame":
+            packager.on_event(frames[cut + 1])
+            assert packager._listed is None and len(packager._ring) == 1
+        segment = packager.segment(0)
+        assert segment is not None and segment.data == reference[0]
+        assert packager.playlist_bytes == seen[-1]  # finishing changed nothing listed
+    # every reader of the ring finishes the listed segment first
+    for read in (
+        lambda p: p.state, lambda p: p.total_bytes, lambda p: p.newest_sequence,
+        lambda p: p.next_sequence, lambda p: p.segments(), lambda p: p.bandwidth,
+        lambda p: p.average_bandwidth, lambda p: p.part(0, 0), lambda p: p.pause(),
+    ):
+        packager = HlsPackager(PackagerConfig(), clock := Clock())
+        publish(packager, clock, video, audio, frames[: cut + 1], wall_start=T0, stop=False)
+        assert packager._listed is not None
+        read(packager)
+        first_segment = packager._ring.get(0)
+        assert packager._listed is None and first_segment is not None
+        assert first_segment.data == reference[0]
+
+
+def test_a_listed_segment_whose_last_frames_fail_to_mux_keeps_what_was_muxed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A playlist cannot take a segment back: one that fails after being listed is served with
+    the packets muxed before the failure, and the next segment starts a discontinuity."""
+    video, audio, frames = make_test_frames(6.0)
+    cut = closing_keyframe(frames, 1)
+    clock = Clock()
+    packager = HlsPackager(PackagerConfig(), clock)
+    publish(packager, clock, video, audio, frames[: cut + 1], wall_start=T0, stop=False)
+    listed = packager._listed
+    assert listed is not None and len(listed.muxer.frames) < len(listed.frames)
+    kept = listed.muxer.finished_bytes()
+
+    add = SegmentMuxer.add
+
+    def failing_add(muxer: SegmentMuxer, frame: Frame) -> None:
+        if muxer is listed.muxer:
+            raise MuxError("refused")
+        add(muxer, frame)
+
+    monkeypatch.setattr(SegmentMuxer, "add", failing_add)
+    publish_rest = frames[cut + 1 :]
+    first = frames[0].dts
+    for frame in publish_rest:
+        clock.now = T0 + (frame.dts - first) / 1000
+        packager.on_event(frame)
+    packager.on_publish_stop()
+    segments = packager.segments()
+    assert packager.mux_errors == 1
+    assert segments[0].data == kept and len(kept) > 0 and len(kept) % 188 == 0
+    assert segments[1].discontinuity and not segments[0].discontinuity
+    assert b"#EXT-X-DISCONTINUITY\n" in packager.playlist_bytes
+
+
+def test_a_listed_segment_the_byte_cap_evicts_others_for_is_rendered_again() -> None:
+    video, audio, frames = make_test_frames(10.0)
+    clock = Clock()
+    sizes = [len(mux_segment(p, parse_avcc(video.record), parse_asc(audio.record)))
+             for p in [[f for f in frames if f.dts < 2000]]]
+    packager = HlsPackager(
+        PackagerConfig(ring_segments=8, playlist_segments=4, ring_bytes=int(sizes[0] * 2.5)),
+        clock,
+    )
+    publish(packager, clock, video, audio, frames[: closing_keyframe(frames, 3) + 1],
+            wall_start=T0, stop=False)
+    assert b"0.ts" in packager.playlist_bytes  # listed by count: 0, 1, 2
+    seen: list[bytes] = []
+    packager.add_listener(lambda: seen.append(packager.playlist_bytes))
+    assert [s.sequence for s in packager.segments()] == [1, 2]  # the cap keeps two
+    assert seen and b"0.ts" not in seen[-1] and seen[-1] == packager.playlist_bytes
