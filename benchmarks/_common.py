@@ -109,16 +109,30 @@ class SentMessage:
     keyframe: bool
 
 
+LINK_SLICE = 1448
+"""Bytes per TCP segment on an Ethernet path (MSS): the unit a paced link forwards."""
+
+
 @dataclass
 class TimingProxy:
-    """Forwards one RTMP publisher to `upstream_port`, noting when each media message passes."""
+    """Forwards one RTMP publisher to `upstream_port`, noting when each media message passes.
+
+    With `link_mbit`, the publisher's bytes cross a link of that rate (a teacher's uplink):
+    forwarded one TCP segment at a time, each when the link would have carried it, so a
+    message's last byte arrives its size's transmission time after its first. Time stamps
+    are when a message's last byte is forwarded, with or without.
+    """
 
     upstream_port: int
+    link_mbit: float | None = None
     sent: list[SentMessage] = field(default_factory=list)
     port: int = 0
     keyframe_passed: asyncio.Event = field(default_factory=asyncio.Event)
-    """Set each time a keyframe has gone through (the playlist poller then polls at once)."""
+    """Set each time a keyframe starts going through (the playlist poller then polls back to
+    back): at its first chunk, so that a server that lists a segment before the keyframe that
+    closes it has arrived in full is seen doing so."""
     _server: asyncio.Server | None = None
+    _free_at: float = 0.0
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
@@ -131,28 +145,38 @@ class TimingProxy:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        skip = HANDSHAKE_FROM_CLIENT
+        chunks = ChunkReader(announce=frozenset({MSG_VIDEO}))
+
+        def forward(data: bytes) -> None:
+            nonlocal skip
+            now = time.perf_counter()
+            up_writer.write(data)
+            if skip:
+                cut = min(skip, len(data))
+                data, skip = data[cut:], skip - cut
+            for msg in chunks.feed(data) if data else ():
+                if msg.type_id == MSG_VIDEO and len(msg.payload) > 1:
+                    if msg.payload[1] != 1:  # AVC sequence header or end of sequence
+                        continue
+                    key = msg.payload[0] >> 4 == 1
+                    self.sent.append(SentMessage(now, MSG_VIDEO, msg.timestamp, key))
+                    if key:
+                        self.keyframe_passed.set()
+                elif msg.type_id == MSG_AUDIO and len(msg.payload) > 1:
+                    if msg.payload[1] != 1:  # AAC sequence header
+                        continue
+                    self.sent.append(SentMessage(now, MSG_AUDIO, msg.timestamp, False))
+            for head in chunks.take_heads():
+                if len(head.head) > 1 and head.head[0] >> 4 == 1 and head.head[1] == 1:
+                    self.keyframe_passed.set()
 
         async def upstream() -> None:
-            skip = HANDSHAKE_FROM_CLIENT
-            chunks = ChunkReader()
             while data := await reader.read(1 << 16):
-                now = time.perf_counter()
-                up_writer.write(data)
-                if skip:
-                    cut = min(skip, len(data))
-                    data, skip = data[cut:], skip - cut
-                for msg in chunks.feed(data) if data else ():
-                    if msg.type_id == MSG_VIDEO and len(msg.payload) > 1:
-                        if msg.payload[1] != 1:  # AVC sequence header or end of sequence
-                            continue
-                        key = msg.payload[0] >> 4 == 1
-                        self.sent.append(SentMessage(now, MSG_VIDEO, msg.timestamp, key))
-                        if key:
-                            self.keyframe_passed.set()
-                    elif msg.type_id == MSG_AUDIO and len(msg.payload) > 1:
-                        if msg.payload[1] != 1:  # AAC sequence header
-                            continue
-                        self.sent.append(SentMessage(now, MSG_AUDIO, msg.timestamp, False))
+                if self.link_mbit is None:
+                    forward(data)
+                else:
+                    await self._paced(data, forward)
                 await up_writer.drain()
             up_writer.close()
 
@@ -164,6 +188,21 @@ class TimingProxy:
 
         with contextlib.suppress(ConnectionError):
             await asyncio.gather(upstream(), downstream())
+
+    async def _paced(self, data: bytes, forward: Callable[[bytes], None]) -> None:
+        assert self.link_mbit is not None
+        seconds_per_byte = 8 / (self.link_mbit * 1e6)
+        for i in range(0, len(data), LINK_SLICE):
+            piece = data[i : i + LINK_SLICE]
+            now = time.perf_counter()
+            if self._free_at > now + 0.0002:
+                # The loop sleeps in whole milliseconds: the segments due meanwhile go out
+                # together on waking, so the rate holds and the bursts stay ≤ ~1 ms long.
+                await asyncio.sleep(self._free_at - now)
+                now = time.perf_counter()
+            start = self._free_at if self._free_at > now - 0.002 else now
+            self._free_at = start + len(piece) * seconds_per_byte
+            forward(piece)
 
 
 # -- playlist polling and latency -------------------------------------------------------------
@@ -192,7 +231,7 @@ def parse_media_playlist(text: str) -> list[tuple[str, float]]:
 POLL_INTERVAL = 0.002
 """Seconds between playlist polls while no keyframe is passing."""
 BURST_SECONDS = 0.05
-"""After a keyframe has passed: how long the poller polls back to back (no pause), waiting
+"""Once a keyframe starts passing the proxy: how long the poller polls back to back (no pause),
 for the segment that keyframe closes. The latency's resolution is then one request's round
 trip (~0.2 ms on loopback), the same for both servers, instead of the 2 ms poll interval."""
 
@@ -376,9 +415,12 @@ def nginx_rtmp(tmp: Path, *extra: str, viewers: int = 1) -> Iterator[Target]:
 # -- ingest measurements ------------------------------------------------------------------------
 
 
-async def measure_latency(target: Target, source: Path, seconds: int) -> Latencies:
-    """Publish `source` once through the timing proxy, polling the playlist."""
-    proxy = TimingProxy(target.rtmp_port)
+async def measure_latency(
+    target: Target, source: Path, seconds: int, link_mbit: float | None = None
+) -> Latencies:
+    """Publish `source` once through the timing proxy (over a link of `link_mbit`, if given),
+    polling the playlist."""
+    proxy = TimingProxy(target.rtmp_port, link_mbit)
     await proxy.start()
     ffmpeg = publish(source, f"rtmp://127.0.0.1:{proxy.port}/{target.publish_path}")
     done_at: list[float] = []

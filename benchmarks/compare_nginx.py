@@ -13,7 +13,10 @@ published with `ffmpeg -re -c copy`. Measured, in this order:
    after the other, and for AIRClass both in its default LL-HLS mode and, from a second slave
    with `--no-low-latency`, in plain HLS (what nginx-rtmp makes): from the publisher sending
    the segment's last frame, and from the keyframe that closes the segment (the server's own
-   time);
+   time); then the same in plain HLS for both with the publisher's bytes paced at
+   `--link-mbit` (100 Mbit/s: a teacher's PC on the school LAN), where a keyframe takes its
+   size's transmission time to arrive (AIRClass lists the segment it closes from its first
+   chunk; nginx-rtmp once all of it is in);
 2. ingest CPU of the server process during a publish with no viewer;
 3. with a looping publish to both: segment throughput with wrk (the newest full segment of each
    server's playlist, so the sizes are those of the same 2 s of the same stream), and playlist
@@ -78,6 +81,9 @@ class Figures:
     plain_latencies_ms: list[float] = field(default_factory=list)
     plain_cut_latencies_ms: list[float] = field(default_factory=list)
     """AIRClass only: the same two, from a slave in plain HLS mode."""
+    link_latencies_ms: list[float] = field(default_factory=list)
+    link_cut_latencies_ms: list[float] = field(default_factory=list)
+    """Plain HLS (AIRClass: the plain slave) with the publisher behind a `--link-mbit` link."""
     segment_durations: list[float] = field(default_factory=list)
     ingest_cpu: float = 0.0
     segment_bytes: int = 0
@@ -170,6 +176,15 @@ def report(figures: dict[str, Figures], args: argparse.Namespace, source: Path) 
             f"  airclass plain HLS:        {summary([v / 1000 for v in a.plain_cut_latencies_ms])}",
             f"  nginx-rtmp (plain HLS):    {summary([v / 1000 for v in n.cut_latencies_ms])}",
         ]
+        if a.link_latencies_ms and n.link_latencies_ms:
+            lines += [
+                f"over a {args.link_mbit:g} Mbit/s publisher link, plain HLS (from the last frame; "
+                "from the closing keyframe's last byte):",
+                f"  airclass: {summary([v / 1000 for v in a.link_latencies_ms])}",
+                f"  nginx:    {summary([v / 1000 for v in n.link_latencies_ms])}",
+                f"  airclass: {summary([v / 1000 for v in a.link_cut_latencies_ms])}",
+                f"  nginx:    {summary([v / 1000 for v in n.link_cut_latencies_ms])}",
+            ]
         plain, nginx = statistics.median(a.plain_latencies_ms), statistics.median(n.latencies_ms)
         rows += [
             ("ingest→playlist latency, median ms", plain, nginx,
@@ -178,6 +193,17 @@ def report(figures: dict[str, Figures], args: argparse.Namespace, source: Path) 
              statistics.median(n.cut_latencies_ms), "(the server's own time)"),
             ("  same, LL-HLS full segment", statistics.median(a.latencies_ms), nginx,
              "(last part waits for its audio)"),
+        ]
+        if a.link_latencies_ms and n.link_latencies_ms:
+            linked = (statistics.median(a.link_latencies_ms),
+                      statistics.median(n.link_latencies_ms))
+            rows += [
+                (f"  over a {args.link_mbit:g} Mbit/s link", *linked,
+                 "≤ 1.00 " + verdict(ratio(*linked), 1.0, False)),
+                ("    from the closing keyframe", statistics.median(a.link_cut_latencies_ms),
+                 statistics.median(n.link_cut_latencies_ms), "(< 0: listed before it is in)"),
+            ]
+        rows += [
             ("ingest CPU, % of one core", a.ingest_cpu, n.ingest_cpu,
              f"airclass ≤ 1 %: {verdict(a.ingest_cpu, 1.0, False)}"),
         ]
@@ -218,6 +244,8 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parser.add_argument("--http-only", action="store_true",
                         help="only the segment and playlist throughput (no ingest figures)")
+    parser.add_argument("--link-mbit", type=float, default=100.0,
+                        help="publisher link rate for the paced latency runs (0: skip them)")
     parser.add_argument("--slave-arg", action="append", default=[],
                         help="extra flag for the slave, e.g. --slave-arg=--no-low-latency")
     args = parser.parse_args()
@@ -253,10 +281,23 @@ def main() -> int:
             (tmp / "plain").mkdir()
             with airclass_slave(tmp / "plain", *args.slave_arg, "--no-low-latency") as plain:
                 lat = asyncio.run(measure_latency(plain, source, args.seconds))
-            if not lat.durations:
-                raise RuntimeError("airclass --no-low-latency: no segment was listed")
-            figures["airclass"].plain_latencies_ms = [v * 1000 for v in lat.from_last_frame]
-            figures["airclass"].plain_cut_latencies_ms = [v * 1000 for v in lat.from_cut]
+                if not lat.durations:
+                    raise RuntimeError("airclass --no-low-latency: no segment was listed")
+                figures["airclass"].plain_latencies_ms = [v * 1000 for v in lat.from_last_frame]
+                figures["airclass"].plain_cut_latencies_ms = [v * 1000 for v in lat.from_cut]
+                for kind, target in (("airclass", plain), ("nginx", targets["nginx"])):
+                    if not args.link_mbit:
+                        break
+                    print(f"{kind} (plain HLS): ingest latency over a {args.link_mbit:g} Mbit/s "
+                          f"link ({args.seconds} s publish) ...", flush=True)
+                    time.sleep(1.0)
+                    paced = asyncio.run(
+                        measure_latency(target, source, args.seconds, args.link_mbit)
+                    )
+                    if not paced.durations:
+                        raise RuntimeError(f"{kind} over the paced link: no segment was listed")
+                    figures[kind].link_latencies_ms = [v * 1000 for v in paced.from_last_frame]
+                    figures[kind].link_cut_latencies_ms = [v * 1000 for v in paced.from_cut]
 
         print("HTTP: looping publish to both servers ...", flush=True)
         publishers = [

@@ -42,7 +42,7 @@ from airclass.hls.playlist import (
 from airclass.hls.ring import Part, RingError, Segment, SegmentRing
 from airclass.hls.segmenter import PendingPart, PendingSegment, Segmenter, SegmenterEvent
 from airclass.media.bitstream import AacInfo, AvcInfo, BitstreamError, parse_asc, parse_avcc
-from airclass.media.frames import AudioConfig, Frame, MediaEvent, VideoConfig
+from airclass.media.frames import AudioConfig, Frame, KeyframeComing, MediaEvent, VideoConfig
 
 log = logging.getLogger(__name__)
 
@@ -273,6 +273,8 @@ class HlsPackager:
             self._on_video_config(event)
         elif isinstance(event, AudioConfig):
             self._on_audio_config(event)
+        elif isinstance(event, KeyframeComing):
+            self._on_keyframe_coming(event)
 
     def on_publish_stop(self) -> None:
         self.pause()
@@ -443,6 +445,14 @@ class HlsPackager:
         if not closed:
             self._mux_ahead()
 
+    def _on_keyframe_coming(self, coming: KeyframeComing) -> None:
+        """Plain mode: the keyframe that closes the open segment is still arriving; list the
+        segment now (its frames are all in)."""
+        if self.low_latency or self._video is None:
+            return
+        for pending in self._segmenter.announce_keyframe(coming.dts, coming.pts):
+            self._emit(pending)
+
     def _mux_ahead(self) -> None:
         """Mux the open segment's frames that are sure to stay in it as they arrive, so that
         closing it, when its successor's keyframe comes, muxes only the last few: the segment
@@ -480,12 +490,16 @@ class HlsPackager:
         if ahead is None or ahead.failed:
             return None
         muxer = ahead.muxer
-        done = len(muxer.frames)
+        muxed = muxer.frames
+        done = len(muxed)
+        # A closed segment's frames are its open list's, in order, less the audio moved to
+        # the next segment: a subsequence. So its first `done` frames are the ones muxed iff
+        # its first and its done-th frame are (a frame is in one segment only).
         if (
             muxer.video is self._video
             and muxer.audio is self._audio
             and len(frames) >= done
-            and all(a is b for a, b in zip(muxer.frames, frames[:done], strict=True))
+            and (done == 0 or (frames[0] is muxed[0] and frames[done - 1] is muxed[-1]))
         ):
             return muxer
         muxer.abandon()

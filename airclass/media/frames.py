@@ -49,4 +49,13 @@ class Frame:
     """Video: AVCC, length-prefixed NAL units, as in FLV. Audio: one raw AAC frame, no ADTS."""
 
 
-MediaEvent = VideoConfig | AudioConfig | Frame
+@dataclass(frozen=True, slots=True)
+class KeyframeComing:
+    """A video keyframe's first bytes are in, the rest is on its way: its timestamps are known
+    (the segment it closes can be closed now). A hint; the Frame follows when complete."""
+
+    dts: int
+    pts: int
+
+
+MediaEvent = VideoConfig | AudioConfig | Frame | KeyframeComing

@@ -47,6 +47,22 @@ class RtmpMessage(NamedTuple):
     payload: bytes
 
 
+class MessageHead(NamedTuple):
+    """The start of a message whose first chunk is in and whose rest is not (yet)."""
+
+    csid: int
+    stream_id: int
+    type_id: int
+    timestamp: int
+    head: bytes
+    """Its first bytes (up to HEAD_BYTES; fewer with a smaller chunk size)."""
+    length: int
+    """The whole message's length."""
+
+
+HEAD_BYTES = 16
+
+
 class _ChunkStream:
     __slots__ = (
         "delta",
@@ -75,6 +91,10 @@ class ChunkReader:
 
     Set Chunk Size and Abort are applied here, at the point they occur in the stream (later
     chunks depend on them), and still returned so the caller sees every message.
+
+    For message types in `announce`, a message still incomplete at the end of a `feed` whose
+    first chunk came in that feed is also reported, by `take_heads`: its header and first bytes
+    (so a video keyframe's timestamps are known before the rest of it has crossed the network).
     """
 
     def __init__(
@@ -84,8 +104,12 @@ class ChunkReader:
         max_message_size: int = 8 * 1024 * 1024,
         max_chunk_streams: int = 64,
         max_pending_bytes: int = 16 * 1024 * 1024,
+        announce: frozenset[int] = frozenset(),
     ) -> None:
         self.chunk_size = DEFAULT_CHUNK_SIZE
+        self.announce = announce
+        self._started: dict[int, _ChunkStream] = {}
+        self._heads: list[MessageHead] = []
         self.max_chunk_size = min(max_chunk_size, MAX_CHUNK_SIZE_SPEC)
         self.max_message_size = max_message_size
         self.max_chunk_streams = max_chunk_streams
@@ -107,7 +131,20 @@ class ChunkReader:
             pos = self._parse(buf, view, out)
         if pos:
             del buf[:pos]
+        if self._started:
+            for csid, st in self._started.items():
+                if st.partial is not None:
+                    self._heads.append(MessageHead(
+                        csid, st.stream_id, st.type_id, st.timestamp,
+                        bytes(st.partial[:HEAD_BYTES]), st.length,
+                    ))
+            self._started.clear()
         return out
+
+    def take_heads(self) -> list[MessageHead]:
+        """The heads of `announce` messages reported since the last call (see the class)."""
+        heads, self._heads = self._heads, []
+        return heads
 
     def _parse(self, buf: bytearray, view: memoryview, out: list[RtmpMessage]) -> int:
         streams = self._streams
@@ -232,6 +269,8 @@ class ChunkReader:
                     )
                 if st.partial is None:
                     st.partial = bytearray(view[p:pos])
+                    if type_id in self.announce:
+                        self._started[csid] = st
                 else:
                     st.partial += view[p:pos]
         return pos

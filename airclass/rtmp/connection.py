@@ -21,10 +21,10 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
-from airclass.media.frames import AudioConfig, Frame, VideoConfig
+from airclass.media.frames import AudioConfig, Frame, KeyframeComing, VideoConfig
 from airclass.rtmp import flv
 from airclass.rtmp import messages as m
-from airclass.rtmp.chunk import ChunkReader, ChunkWriter, RtmpMessage
+from airclass.rtmp.chunk import ChunkReader, ChunkWriter, MessageHead, RtmpMessage
 from airclass.rtmp.errors import MessageError, RtmpProtocolError
 from airclass.rtmp.handshake import ServerHandshake
 from airclass.rtmp.limits import RtmpLimits
@@ -79,8 +79,8 @@ class MediaReceived:
 
     stream_id: int
     """Message stream id."""
-    event: VideoConfig | AudioConfig | Frame
-    """The parsed FLV payload."""
+    event: VideoConfig | AudioConfig | Frame | KeyframeComing
+    """The parsed FLV payload (or, for a keyframe still arriving, its timestamps)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,6 +137,7 @@ class ServerConnection:
             max_message_size=limits.max_message_size,
             max_chunk_streams=limits.max_chunk_streams,
             max_pending_bytes=limits.max_pending_bytes,
+            announce=frozenset({m.VIDEO}),
         )
         self._writer = ChunkWriter()
         self._out = bytearray()
@@ -271,6 +272,11 @@ class ServerConnection:
             msg = queue.popleft()
             self._queued_bytes -= len(msg.payload)
             self._handle(msg, events)
+        heads = self._reader.take_heads()
+        if heads and not queue and not self.should_close:
+            # After every message before them; a hint, so dropped while messages wait.
+            for head in heads:
+                self._announce(head, events)
         if self._queued_bytes > self.limits.max_queued_bytes:
             raise RtmpProtocolError(
                 f"more than {self.limits.max_queued_bytes} bytes sent while publish was pending"
@@ -306,6 +312,15 @@ class ServerConnection:
             pass
         else:
             log.debug("%s: ignoring message type %d", self.label, t)
+
+    def _announce(self, head: MessageHead, events: list[Event]) -> None:
+        """A video message still arriving: announce it if it is an AVC keyframe (FLV video
+        tag: frame type 1, codec 7, AVC packet type 1, then the composition time)."""
+        if self._streams.get(head.stream_id) is not StreamState.PUBLISHING:
+            return
+        coming = flv.keyframe_coming(head.timestamp, head.head)
+        if coming is not None:
+            events.append(MediaReceived(head.stream_id, coming))
 
     def _media(self, msg: RtmpMessage, events: list[Event]) -> None:
         st = self._streams.get(msg.stream_id)

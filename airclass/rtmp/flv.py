@@ -8,7 +8,7 @@ the `avc1` FourCC.
 
 from __future__ import annotations
 
-from airclass.media.frames import AudioConfig, Frame, VideoConfig
+from airclass.media.frames import AudioConfig, Frame, KeyframeComing, VideoConfig
 from airclass.rtmp.errors import FlvError, UnsupportedCodec
 
 __all__ = ["UnsupportedCodec", "parse_audio", "parse_video"]
@@ -82,6 +82,14 @@ def _avc_config(record: bytes) -> VideoConfig:
     if len(record) < 7 or record[0] != 1:
         raise FlvError(f"malformed AVC decoder configuration record ({len(record)} bytes)")
     return VideoConfig("h264", record)
+
+
+def keyframe_coming(timestamp: int, head: bytes) -> KeyframeComing | None:
+    """The timestamps of the AVC keyframe whose message starts with `head`; None for
+    anything else (E-RTMP video is not announced)."""
+    if len(head) < 5 or head[0] != (1 << 4) | CODEC_AVC or head[1] != 1:
+        return None
+    return KeyframeComing(timestamp, timestamp + _cts(head, 2))
 
 
 def parse_video(timestamp: int, payload: bytes) -> VideoConfig | Frame | None:

@@ -16,7 +16,7 @@ from airclass.hls.packager import GZIP_MIN_BYTES, HlsPackager, PackagerConfig
 from airclass.hls.ring import RingError
 from airclass.hls.segmenter import Segmenter
 from airclass.media.bitstream import parse_asc, parse_avcc
-from airclass.media.frames import AudioConfig, Frame, VideoConfig
+from airclass.media.frames import AudioConfig, Frame, KeyframeComing, VideoConfig
 from airclass.media.hub import StreamHub
 from tests.hls.conftest import make_test_frames, shifted
 from tests.hls.tsutil import continuity_errors
@@ -464,3 +464,28 @@ def test_a_listed_segment_the_byte_cap_evicts_others_for_is_rendered_again() -> 
     packager.add_listener(lambda: seen.append(packager.playlist_bytes))
     assert [s.sequence for s in packager.segments()] == [1, 2]  # the cap keeps two
     assert seen and b"0.ts" not in seen[-1] and seen[-1] == packager.playlist_bytes
+
+
+def test_an_announced_keyframe_lists_the_segment_with_the_same_bytes() -> None:
+    """The ingest announces a keyframe from its first chunk: the segment it closes is listed
+    then, and every segment's bytes are those made without announcements."""
+    video, audio, frames = make_test_frames(12.0)
+    clock = Clock()
+    packager = HlsPackager(PackagerConfig(), clock)
+    packager.on_publish_start()
+    packager.on_event(video)
+    packager.on_event(audio)
+    first = frames[0].dts
+    for frame in frames:
+        clock.now = T0 + (frame.dts - first) / 1000
+        if frame.kind == "video" and frame.keyframe:
+            made = packager.segments_made
+            packager.on_event(KeyframeComing(frame.dts, frame.pts))
+            if made:  # the first keyframe starts the stream: nothing to close
+                assert packager.segments_made == made + 1
+                assert f"\n{made}.ts\n".encode() in packager.playlist_bytes
+        packager.on_event(frame)
+    packager.on_publish_stop()
+    assert packager._segmenter.announced_cuts == 5
+    assert [s.data for s in packager.segments()] == reference_segments(video, audio, frames, clock)
+    assert packager.segments_muxed_ahead == packager.segments_made == 6

@@ -331,3 +331,76 @@ def test_any_timestamps_keep_segments_bounded_and_ordered(
     # segments start with a video keyframe, unless the cut was forced
     unkeyed = [s for s in out if not (s.frames[0].kind == "video" and s.frames[0].keyframe)]
     assert len(unkeyed) <= seg.forced_cuts
+
+
+def feed_announcing(seg: Segmenter, frames: list[Frame]) -> list[PendingSegment]:
+    """`feed`, announcing each video keyframe just before it arrives (as the ingest does when
+    a keyframe's first chunk is in and the rest is not)."""
+    out: list[PendingSegment] = []
+    for f in frames:
+        if f.kind == "video" and f.keyframe:
+            out += seg.announce_keyframe(f.dts, f.pts)
+        out += seg.push(f, T0 + f.dts / 1000)
+    return out
+
+
+def test_an_announced_keyframe_closes_the_segment_it_will_close_with_the_same_frames() -> None:
+    frames = [
+        *(f if f.kind == "audio" else v(f.dts, f.keyframe, cto=80) for f in av_stream(0, 7000))
+    ]
+    # audio sent ahead of its video: the frames stamped past a keyframe's pts move at the cut
+    frames.sort(key=lambda f: f.dts - (120 if f.kind == "audio" else 0))
+    plain = feed(Segmenter(2.0, has_video=True), frames)
+    seg = Segmenter(2.0, has_video=True)
+    announced = feed_announcing(seg, frames)
+    assert [(s.frames, s.start_dts, s.duration) for s in announced] == [
+        (s.frames, s.start_dts, s.duration) for s in plain
+    ]
+    assert seg.announced_cuts == len(announced) == 3
+    unannounced = Segmenter(2.0, has_video=True)
+    feed(unannounced, frames)
+    assert [(s.frames, s.duration) for s in seg.flush()] == [
+        (s.frames, s.duration) for s in unannounced.flush()
+    ]
+
+
+def test_an_announcement_that_would_not_cut_changes_nothing() -> None:
+    seg = Segmenter(2.0, has_video=True)
+    feed(seg, [v(0, key=True), a(10), v(40)])
+    assert seg.announce_keyframe(1000, 1000) == []  # below the target
+    assert seg.announce_keyframe(30, 30) == []  # not after the newest video
+    assert seg.announce_keyframe(9000, 9000) == []  # a jump: the frame itself will tell
+    assert seg.pending_frames == 3 and seg.announced_cuts == 0
+    parts = Segmenter(2.0, has_video=True, part_target=0.5)
+    feed(parts, [v(0, key=True), v(2000)])
+    assert parts.announce_keyframe(2040, 2040) == []  # low latency: parts decide
+
+
+def test_audio_between_an_announcement_and_its_keyframe_starts_the_next_segment() -> None:
+    seg = Segmenter(2.0, has_video=True)
+    feed(seg, [v(0, key=True), a(10), v(1000), a(1990)])
+    [closed] = seg.announce_keyframe(2000, 2000)
+    assert [f.dts for f in closed.frames] == [0, 10, 1000, 1990] and closed.duration == 2.0
+    assert feed(seg, [a(1995), v(2000, key=True), v(2040)]) == []
+    [next_segment] = seg.flush()
+    assert [(f.kind, f.dts) for f in next_segment.frames] == [
+        ("video", 2000), ("audio", 1995), ("video", 2040)
+    ]
+
+
+def test_an_announced_keyframe_that_does_not_come_is_forgotten() -> None:
+    seg = Segmenter(2.0, has_video=True)
+    feed(seg, [v(0, key=True), v(1000)])
+    assert len(seg.announce_keyframe(2000, 2000)) == 1
+    dropped = seg.dropped_frames
+    # the publisher aborted that message: a P-frame (and audio before it) come instead
+    assert feed(seg, [a(2001), v(2040), v(2080)]) == []
+    assert seg.dropped_frames == dropped + 3 and seg.pending_frames == 0
+    assert feed(seg, [v(4000, key=True), v(4040)]) == []  # the next cut point starts one
+    [segment] = seg.flush()
+    assert [f.dts for f in segment.frames] == [4000, 4040]
+    # and a flush while one is announced drops what waited for it
+    feed(seg, [v(6000, key=True), v(8000)])
+    seg.announce_keyframe(8040, 8040)
+    feed(seg, [a(8041)])
+    assert seg.flush() == [] and seg.pending_frames == 0

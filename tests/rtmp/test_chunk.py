@@ -6,7 +6,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airclass.rtmp.chunk import ChunkReader, ChunkWriter, RtmpMessage, basic_header
+from airclass.rtmp.chunk import (
+    HEAD_BYTES,
+    ChunkReader,
+    ChunkWriter,
+    MessageHead,
+    RtmpMessage,
+    basic_header,
+)
 from airclass.rtmp.errors import ChunkError
 
 
@@ -312,3 +319,30 @@ def test_writer_reader_round_trip(
 def test_random_input_only_raises_chunk_error(data: bytes) -> None:
     with contextlib.suppress(ChunkError):
         ChunkReader(max_message_size=4096).feed(data)
+
+
+def test_heads_of_announced_messages_still_arriving() -> None:
+    body = bytes(range(200)) + bytes(100)  # 300 bytes: 128 + 128 + 44
+    first = h0(6, 4000, 300, 9, 1) + body[:128]
+    second = basic_header(3, 6) + body[128:256]
+    third = basic_header(3, 6) + body[256:]
+    audio = h0(5, 3990, 2, 8, 1) + b"AA"
+    reader = ChunkReader(announce=frozenset({9}))
+    assert reader.feed(audio + first) == [RtmpMessage(5, 1, 8, 3990, b"AA")]
+    assert reader.take_heads() == [MessageHead(6, 1, 9, 4000, body[:HEAD_BYTES], 300)]
+    assert reader.take_heads() == []
+    assert reader.feed(second) == [] and reader.take_heads() == []  # reported once
+    assert reader.feed(third) == [RtmpMessage(6, 1, 9, 4000, body)]
+    assert reader.take_heads() == []
+    # whole in one feed: nothing to announce; a type not asked for is never announced
+    assert len(reader.feed(h0(6, 4040, 300, 9, 1) + body[:128] + second + third)) == 1
+    reader.feed(h0(5, 4000, 300, 8, 1) + body[:128])
+    assert reader.take_heads() == []
+    # a message aborted in the same feed is not announced
+    abort = h0(2, 0, 4, 2, 0) + (6).to_bytes(4, "big")
+    reader.feed(h0(6, 4080, 300, 9, 1) + body[:128] + abort)
+    assert reader.take_heads() == []
+    # and a small chunk size gives a shorter head
+    small = ChunkReader(announce=frozenset({9}))
+    small.feed(scs(4) + h0(6, 0, 300, 9, 1) + body[:4])
+    assert small.take_heads() == [MessageHead(6, 1, 9, 0, body[:4], 300)]

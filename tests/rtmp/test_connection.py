@@ -6,7 +6,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from airclass.media.frames import AudioConfig, Frame, VideoConfig
+from airclass.media.frames import AudioConfig, Frame, KeyframeComing, VideoConfig
 from airclass.rtmp import messages as m
 from airclass.rtmp.amf0 import EcmaArray
 from airclass.rtmp.connection import (
@@ -203,7 +203,22 @@ def ffmpeg_events(conn: ServerConnection, data: bytes, step: int) -> list[Event]
 def test_ffmpeg_capture_whole_and_byte_by_byte() -> None:
     data = FFMPEG_CAPTURE.read_bytes()
     whole = ffmpeg_events(ServerConnection(handshake_random=ZERO_RANDOM), data, len(data))
-    assert ffmpeg_events(ServerConnection(handshake_random=ZERO_RANDOM), data, 1) == whole
+    one_by_one = ffmpeg_events(ServerConnection(handshake_random=ZERO_RANDOM), data, 1)
+    assert not any(isinstance(e, MediaReceived) and isinstance(e.event, KeyframeComing)
+                   for e in whole)  # every message is complete in one feed: nothing to announce
+    # Fed a byte at a time, each keyframe is announced from its first chunk, then comes whole.
+    announced = [e for e in one_by_one
+                 if isinstance(e, MediaReceived) and isinstance(e.event, KeyframeComing)]
+    assert [e for e in one_by_one if e not in announced] == whole
+    for event in announced:
+        after = one_by_one[one_by_one.index(event) + 1 :]
+        assert isinstance(after[0], MediaReceived) and isinstance(after[0].event, Frame)
+        assert after[0].event.keyframe and (after[0].event.dts, after[0].event.pts) == (
+            event.event.dts, event.event.pts,
+        )
+    keyframes = [e for e in whole if isinstance(e, MediaReceived)
+                 and isinstance(e.event, Frame) and e.event.kind == "video" and e.event.keyframe]
+    assert len(announced) == len(keyframes) > 0
     assert whole[0] == ConnectRequested(
         "live", "rtmp://127.0.0.1:34307/live", "FMLE/3.0 (compatible; Lavf59.27.100)"
     )

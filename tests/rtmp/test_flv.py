@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import pytest
 
-from airclass.media.frames import AudioConfig, Frame, VideoConfig
+from airclass.media.frames import AudioConfig, Frame, KeyframeComing, VideoConfig
 from airclass.rtmp.errors import FlvError, RtmpProtocolError, UnsupportedCodec
-from airclass.rtmp.flv import parse_audio, parse_video
+from airclass.rtmp.flv import keyframe_coming, parse_audio, parse_video
 from tests.rtmp.publisher import ASC, AVCC, avc_header
 
 NALU = bytes.fromhex("00000005 6588840021")
@@ -123,3 +123,12 @@ def test_bad_video(payload: bytes, message: str) -> None:
 def test_bad_audio(payload: bytes, message: str) -> None:
     with pytest.raises(FlvError, match=message):
         parse_audio(0, payload)
+
+
+def test_keyframe_coming_from_the_first_bytes_of_an_avc_keyframe() -> None:
+    assert keyframe_coming(4000, avc_header(1, 1, 80) + NALU[:3]) == KeyframeComing(4000, 4080)
+    assert keyframe_coming(4000, avc_header(1, 1, -40)) == KeyframeComing(4000, 3960)
+    assert keyframe_coming(4000, avc_header(2, 1, 80)) is None  # an inter frame
+    assert keyframe_coming(4000, avc_header(1, 0, 0) + AVCC) is None  # a sequence header
+    assert keyframe_coming(4000, avc_header(1, 1, 0)[:4]) is None  # too short to tell
+    assert keyframe_coming(4000, bytes([0x90]) + b"avc1" + bytes(8)) is None  # E-RTMP
