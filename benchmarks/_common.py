@@ -238,9 +238,11 @@ trip (~0.2 ms on loopback), the same for both servers, instead of the 2 ms poll 
 
 async def poll_playlist(
     url: str, stop: Callable[[], bool], interval: float = POLL_INTERVAL,
-    keyframe_passed: asyncio.Event | None = None,
+    keyframe_passed: asyncio.Event | None = None, ignore: frozenset[str] = frozenset(),
 ) -> list[Listed]:
-    listed: dict[str, Listed] = {}
+    """Each segment URI the playlist lists, with when it was first seen; those in `ignore`
+    (listed before the publish began) left out."""
+    listed: dict[str, Listed] = dict.fromkeys(ignore, Listed("", 0.0, 0.0))
     burst_until = 0.0
     async with aiohttp.ClientSession() as session:
         while not stop():
@@ -267,7 +269,18 @@ async def poll_playlist(
             else:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(keyframe_passed.wait(), interval)
-    return list(listed.values())
+    return [v for k, v in listed.items() if k not in ignore]
+
+
+async def listed_now(url: str) -> frozenset[str]:
+    """The segment URIs a playlist lists at the moment (none if it is not there)."""
+    async with aiohttp.ClientSession() as session:
+        try:
+            async with session.get(url) as resp:
+                body = await resp.text() if resp.status == 200 else ""
+        except aiohttp.ClientError:
+            body = ""
+    return frozenset(uri for uri, _ in parse_media_playlist(body))
 
 
 @dataclass
@@ -421,6 +434,8 @@ async def measure_latency(
     """Publish `source` once through the timing proxy (over a link of `link_mbit`, if given),
     polling the playlist."""
     proxy = TimingProxy(target.rtmp_port, link_mbit)
+    # A server measured before still lists the previous publish's segments.
+    before = await listed_now(target.playlist_url)
     await proxy.start()
     ffmpeg = publish(source, f"rtmp://127.0.0.1:{proxy.port}/{target.publish_path}")
     done_at: list[float] = []
@@ -432,7 +447,8 @@ async def measure_latency(
         return time.perf_counter() - done_at[0] > 3.0
 
     try:
-        polling = poll_playlist(target.playlist_url, stop, keyframe_passed=proxy.keyframe_passed)
+        polling = poll_playlist(target.playlist_url, stop,
+                                keyframe_passed=proxy.keyframe_passed, ignore=before)
         listed = await asyncio.wait_for(polling, seconds + 60)
     finally:
         if ffmpeg.poll() is None:

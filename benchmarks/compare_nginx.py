@@ -9,7 +9,8 @@ with `libnginx-mod-rtmp` (one process, `master_process off`, one worker, HLS on 
 on). Both get the same pre-encoded 720p30 2.5 Mbit/s file (see `_common.source_file`),
 published with `ffmpeg -re -c copy`. Measured, in this order:
 
-1. ingest → playlist latency per segment (timing proxy + 2 ms playlist polling), one server
+1. ingest → playlist latency per segment (timing proxy; playlist polled every 2 ms, and back
+   to back from each keyframe's first chunk for 50 ms), one server
    after the other, and for AIRClass both in its default LL-HLS mode and, from a second slave
    with `--no-low-latency`, in plain HLS (what nginx-rtmp makes): from the publisher sending
    the segment's last frame, and from the keyframe that closes the segment (the server's own

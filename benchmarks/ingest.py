@@ -13,13 +13,14 @@ nginx runs in the foreground as one process (`daemon off; master_process off`), 
 HLS directory on tmpfs (/dev/shm) when there is one, which is nginx's best case.
 
 Latency, per segment: the time from the publisher sending the segment's last frame to the
-segment first appearing in the playlist, polled over HTTP every 2 ms. Send times are not
+segment first appearing in the playlist, polled over HTTP every 2 ms, and back to back (one
+request's round trip, ~0.2 ms) for 50 ms from each keyframe's first chunk. Send times are not
 estimated from `-re`: the publisher goes through a small TCP proxy in this process that
 forwards every byte at once and parses the client's chunk stream (our sans-IO ChunkReader) to
 stamp each audio/video message with the wall time it passed. A segment's end is the keyframe
 that starts the next one (cumulated EXTINF snapped to the publisher's keyframes); its last
 frame is the message sent just before that keyframe. The final segment, closed when the
-publisher leaves, is left out. Polling adds 0-2 ms (1 ms on average) to both servers. Also
+publisher leaves, is left out. Polling adds a round trip or so to both servers. Also
 printed: the same from the keyframe that closes the segment (the server's own time).
 
 CPU: a second publish with no proxy and no viewer; the server process's CPU time over the
