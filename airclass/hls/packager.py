@@ -181,6 +181,11 @@ class HlsPackager:
         return self._unconfigured_frames + self._segmenter.dropped_frames
 
     @property
+    def segments_announced(self) -> int:
+        """Plain-mode segments closed by a keyframe announced from its first chunk."""
+        return self._segmenter.announced_cuts
+
+    @property
     def keyframe_interval(self) -> float | None:
         """Seconds between the publisher's keyframes, once two were seen."""
         return self._segmenter.keyframe_interval

@@ -228,6 +228,12 @@ def slave_families(
     )
     ring = gauge("airclass_stream_ring_bytes", "Segment bytes held in memory.", labels=["stream"])
     segments = counter("airclass_stream_segments", "Segments made or relayed.", labels=["stream"])
+    announced = counter(
+        "airclass_stream_segments_announced",
+        "Plain-HLS segments listed from the first chunk of the keyframe that ends them, before "
+        "the rest of it had arrived.",
+        labels=["stream"],
+    )
     for path, stream in sorted(node.streams.streams.items()):
         packager = stream.packager
         entry = stats["streams"].get(path, {})
@@ -240,7 +246,8 @@ def slave_families(
         bitrate.add_metric([path], packager.average_bandwidth)
         ring.add_metric([path], packager.total_bytes)
         segments.add_metric([path], packager.segments_made)
-    yield from (viewers, served, publishing, frames, ingest, bitrate, ring, segments)
+        announced.add_metric([path], packager.segments_announced)
+    yield from (viewers, served, publishing, frames, ingest, bitrate, ring, segments, announced)
 
     if relay_lag is not None:
         relay = gauge(

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import io
 import itertools
 import re
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -234,3 +237,110 @@ def test_viewer_count_follows_readers(cluster: Cluster, tmp_path: Path) -> None:
             r.kill()
         publisher.kill()
         publisher.wait()
+
+
+class PacedLink:
+    """A TCP forwarder on a free loopback port whose client-to-server direction carries
+    `mbit` Mbit/s, one 1448-byte segment at a time (a publisher's uplink), in a thread."""
+
+    def __init__(self, upstream_port: int, mbit: float) -> None:
+        self.upstream_port = upstream_port
+        self.seconds_per_byte = 8 / (mbit * 1e6)
+        self.port = 0
+        self._loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> PacedLink:
+        self._thread.start()
+        assert self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        server = self._loop.run_until_complete(
+            asyncio.start_server(self._handle, "127.0.0.1", 0)
+        )
+        self.port = server.sockets[0].getsockname()[1]
+        self._ready.set()
+        self._loop.run_forever()
+        server.close()
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+
+        async def paced() -> None:
+            free_at = time.perf_counter()
+            while data := await reader.read(1 << 16):
+                for i in range(0, len(data), 1448):
+                    piece = data[i : i + 1448]
+                    now = time.perf_counter()
+                    if free_at > now:
+                        await asyncio.sleep(free_at - now)
+                    free_at = max(free_at, time.perf_counter() - 0.002)
+                    free_at += len(piece) * self.seconds_per_byte
+                    up_writer.write(piece)
+                    await up_writer.drain()
+            up_writer.close()
+
+        async def back() -> None:
+            while data := await up_reader.read(1 << 16):
+                writer.write(data)
+                await writer.drain()
+            writer.close()
+
+        with contextlib.suppress(ConnectionError):
+            await asyncio.gather(paced(), back())
+
+
+def metric(node_api: str, name: str) -> float:
+    status, body, _ = http_get(f"{node_api}/metrics")
+    assert status == 200
+    found = re.search(rf"^{name}\{{[^}}]*\}} ([0-9.e+]+)$", body.decode(), re.MULTILINE)
+    return float(found.group(1)) if found else 0.0
+
+
+def test_over_a_slow_uplink_segments_are_listed_from_the_keyframes_first_chunk(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """Plain HLS with the teacher behind a 4 Mbit/s link: a keyframe takes tens of ms to
+    arrive, and the segment it closes is listed from its first chunk. The stream plays back
+    cleanly all the same, every segment starting with its keyframe."""
+    slave = cluster.slave("--no-low-latency")
+    url = teacher_publish_url(slave.api, cluster.teacher_password)
+    with PacedLink(slave.ports["rtmp"], 4.0) as link:
+        paced_url = url.replace(f":{slave.ports['rtmp']}/", f":{link.port}/")
+        assert paced_url != url
+        publisher = publish(paced_url, 30, log_path=tmp_path / "pub.log")
+        try:
+            hls_url = student_hls_url(slave.api)
+            wait_for(
+                lambda: metric(slave.api, "airclass_stream_segments_announced_total") >= 4,
+                30, what="four segments listed from announced keyframes",
+            )
+            made = metric(slave.api, "airclass_stream_segments_total")
+            announced = metric(slave.api, "airclass_stream_segments_announced_total")
+            assert made - 1 <= announced <= made  # the first segment may predate the reader
+            reader = subprocess.run(
+                [need("ffmpeg"), "-hide_banner", "-v", "error", "-live_start_index", "0",
+                 "-i", hls_url, "-t", "6", "-f", "framecrc", "-"],
+                capture_output=True, timeout=60,
+            )
+            assert reader.returncode == 0 and reader.stderr.decode().strip() == ""
+            media_url = media_playlist_url(hls_url)
+            text = http_get(media_url)[1].decode()
+            base = media_url.rsplit("/", 1)[0]
+            for duration, uri, _ in playlist_entries(text):
+                assert abs(duration - 2.0) <= 0.5, text
+                status, data, _ = http_get(f"{base}/{uri}")
+                assert status == 200
+                with av.open(io.BytesIO(data), format="mpegts") as container:
+                    first_video = next(p for p in container.demux(video=0) if p.size)
+                    assert first_video.is_keyframe
+        finally:
+            publisher.kill()
+            publisher.wait()
