@@ -36,7 +36,7 @@ if str(ROOT) not in sys.path:
 
 from airclass.auth.sessions import SessionSigner  # noqa: E402
 from airclass.rtmp.chunk import ChunkReader  # noqa: E402
-from tests.e2e.conftest import Cluster, free_port, need, wait_for  # noqa: E402
+from tests.e2e.conftest import Cluster, LinkPacer, free_port, need, pipe, wait_for  # noqa: E402
 
 STREAM = "live/bench"
 HANDSHAKE_FROM_CLIENT = 1 + 1536 + 1536
@@ -109,10 +109,6 @@ class SentMessage:
     keyframe: bool
 
 
-LINK_SLICE = 1448
-"""Bytes per TCP segment on an Ethernet path (MSS): the unit a paced link forwards."""
-
-
 @dataclass
 class TimingProxy:
     """Forwards one RTMP publisher to `upstream_port`, noting when each media message passes.
@@ -132,7 +128,6 @@ class TimingProxy:
     back): at its first chunk, so that a server that lists a segment before the keyframe that
     closes it has arrived in full is seen doing so."""
     _server: asyncio.Server | None = None
-    _free_at: float = 0.0
 
     async def start(self) -> None:
         self._server = await asyncio.start_server(self._handle, "127.0.0.1", 0)
@@ -171,38 +166,19 @@ class TimingProxy:
                 if len(head.head) > 1 and head.head[0] >> 4 == 1 and head.head[1] == 1:
                     self.keyframe_passed.set()
 
+        link = LinkPacer(self.link_mbit) if self.link_mbit is not None else None
+
         async def upstream() -> None:
             while data := await reader.read(1 << 16):
-                if self.link_mbit is None:
+                if link is None:
                     forward(data)
                 else:
-                    await self._paced(data, forward)
+                    await link.send(data, forward)
                 await up_writer.drain()
             up_writer.close()
 
-        async def downstream() -> None:
-            while data := await up_reader.read(1 << 16):
-                writer.write(data)
-                await writer.drain()
-            writer.close()
-
         with contextlib.suppress(ConnectionError):
-            await asyncio.gather(upstream(), downstream())
-
-    async def _paced(self, data: bytes, forward: Callable[[bytes], None]) -> None:
-        assert self.link_mbit is not None
-        seconds_per_byte = 8 / (self.link_mbit * 1e6)
-        for i in range(0, len(data), LINK_SLICE):
-            piece = data[i : i + LINK_SLICE]
-            now = time.perf_counter()
-            if self._free_at > now + 0.0002:
-                # The loop sleeps in whole milliseconds: the segments due meanwhile go out
-                # together on waking, so the rate holds and the bursts stay ≤ ~1 ms long.
-                await asyncio.sleep(self._free_at - now)
-                now = time.perf_counter()
-            start = self._free_at if self._free_at > now - 0.002 else now
-            self._free_at = start + len(piece) * seconds_per_byte
-            forward(piece)
+            await asyncio.gather(upstream(), pipe(up_reader, writer))
 
 
 # -- playlist polling and latency -------------------------------------------------------------
@@ -242,7 +218,7 @@ async def poll_playlist(
 ) -> list[Listed]:
     """Each segment URI the playlist lists, with when it was first seen; those in `ignore`
     (listed before the publish began) left out."""
-    listed: dict[str, Listed] = dict.fromkeys(ignore, Listed("", 0.0, 0.0))
+    listed: dict[str, Listed] = {}
     burst_until = 0.0
     async with aiohttp.ClientSession() as session:
         while not stop():
@@ -254,7 +230,7 @@ async def poll_playlist(
             now = time.perf_counter()
             new = False
             for uri, duration in parse_media_playlist(body):
-                if uri not in listed:
+                if uri not in listed and uri not in ignore:
                     listed[uri] = Listed(uri, duration, now)
                     new = True
             if new:
@@ -269,7 +245,7 @@ async def poll_playlist(
             else:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(keyframe_passed.wait(), interval)
-    return [v for k, v in listed.items() if k not in ignore]
+    return list(listed.values())
 
 
 async def listed_now(url: str) -> frozenset[str]:

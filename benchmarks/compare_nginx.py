@@ -286,9 +286,8 @@ def main() -> int:
                     raise RuntimeError("airclass --no-low-latency: no segment was listed")
                 figures["airclass"].plain_latencies_ms = [v * 1000 for v in lat.from_last_frame]
                 figures["airclass"].plain_cut_latencies_ms = [v * 1000 for v in lat.from_cut]
-                for kind, target in (("airclass", plain), ("nginx", targets["nginx"])):
-                    if not args.link_mbit:
-                        break
+                paced_runs = (("airclass", plain), ("nginx", targets["nginx"]))
+                for kind, target in paced_runs if args.link_mbit else ():
                     print(f"{kind} (plain HLS): ingest latency over a {args.link_mbit:g} Mbit/s "
                           f"link ({args.seconds} s publish) ...", flush=True)
                     time.sleep(1.0)

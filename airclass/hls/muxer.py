@@ -170,7 +170,7 @@ class SegmentMuxer:
         self._take_packets(least=0)
         if self._sink.data:
             raise MuxError(f"{len(self._sink.data)} bytes of a TS packet left at the end")
-        return b"".join(self._chunks)
+        return self.finished_bytes()
 
     def finished_bytes(self) -> bytes:
         """The whole packets finished so far (what a failed segment can still keep)."""

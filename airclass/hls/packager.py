@@ -452,9 +452,7 @@ class HlsPackager:
 
     def _on_keyframe_coming(self, coming: KeyframeComing) -> None:
         """Plain mode: the keyframe that closes the open segment is still arriving; list the
-        segment now (its frames are all in)."""
-        if self.low_latency or self._video is None:
-            return
+        segment now (its frames are all in). The segmenter ignores it in low-latency mode."""
         for pending in self._segmenter.announce_keyframe(coming.dts, coming.pts):
             self._emit(pending)
 
@@ -524,15 +522,6 @@ class HlsPackager:
             self._continuity = muxer.continuity
             return data
         return self._continuity.rewrite(data)
-
-    def _mux(self, frames: tuple[Frame, ...]) -> bytes:
-        """The closed segment's bytes, counters carried on."""
-        muxer = self._take_ahead(frames)
-        if muxer is not None:
-            data = self._finish_ahead(muxer, frames)
-            self.segments_muxed_ahead += 1
-            return data
-        return mux_segment(frames, self._video, self._audio, self._continuity)
 
     def _flush(self) -> bool:
         """Close the pending segment; False if none was added."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import secrets
@@ -12,7 +13,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -273,6 +274,41 @@ def publish(
     return subprocess.Popen(
         cmd, stdout=out, stderr=subprocess.STDOUT if log_path else subprocess.DEVNULL
     )
+
+
+LINK_SLICE = 1448
+"""Bytes per TCP segment on an Ethernet path (MSS): the unit a paced link forwards."""
+
+
+@dataclass
+class LinkPacer:
+    """One direction of a link of `mbit` Mbit/s: `send` forwards data one TCP segment at a
+    time, each when the link would have carried it (a teacher's uplink, on loopback)."""
+
+    mbit: float
+    _free_at: float = 0.0
+
+    async def send(self, data: bytes, forward: Callable[[bytes], None]) -> None:
+        seconds_per_byte = 8 / (self.mbit * 1e6)
+        for i in range(0, len(data), LINK_SLICE):
+            piece = data[i : i + LINK_SLICE]
+            now = time.perf_counter()
+            if self._free_at > now + 0.0002:
+                # The loop sleeps in whole milliseconds: the segments due meanwhile go out
+                # together on waking, so the rate holds and the bursts stay ≤ ~1 ms long.
+                await asyncio.sleep(self._free_at - now)
+                now = time.perf_counter()
+            start = self._free_at if self._free_at > now - 0.002 else now
+            self._free_at = start + len(piece) * seconds_per_byte
+            forward(piece)
+
+
+async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """Copy `reader` to `writer` until the end, then close `writer`."""
+    while data := await reader.read(1 << 16):
+        writer.write(data)
+        await writer.drain()
+    writer.close()
 
 
 def wait_for(predicate: Any, timeout: float, interval: float = 0.2, what: str = "condition") -> Any:

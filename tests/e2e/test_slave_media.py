@@ -15,7 +15,16 @@ from pathlib import Path
 import av
 import pytest
 
-from tests.e2e.conftest import Cluster, http_get, http_json, need, publish, wait_for
+from tests.e2e.conftest import (
+    Cluster,
+    LinkPacer,
+    http_get,
+    http_json,
+    need,
+    pipe,
+    publish,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -62,6 +71,20 @@ def playlist_entries(text: str) -> list[tuple[float, str, bool]]:
             entries.append((duration, line, disc))
             disc = False
     return entries
+
+
+def check_listed_segments(media_url: str, text: str) -> None:
+    """Every segment the playlist `text` lists lasts the target (±0.5 s), is served as
+    immutable MPEG-TS and starts with a keyframe."""
+    base = media_url.rsplit("/", 1)[0]
+    for duration, uri, _ in playlist_entries(text):
+        assert abs(duration - 2.0) <= 0.5, text
+        status, data, headers = http_get(f"{base}/{uri}")
+        assert status == 200 and headers["Content-Type"] == "video/mp2t"
+        assert "immutable" in headers["Cache-Control"]
+        with av.open(io.BytesIO(data), format="mpegts") as container:
+            first_video = next(p for p in container.demux(video=0) if p.size)
+            assert first_video.is_keyframe
 
 
 def test_publish_play_decode_audio_and_video(cluster: Cluster, tmp_path: Path) -> None:
@@ -117,17 +140,8 @@ def test_publish_play_decode_audio_and_video(cluster: Cluster, tmp_path: Path) -
         text = body.decode()
         assert "#EXT-X-TARGETDURATION:2\n" in text
         assert re.search(r"#EXT-X-PROGRAM-DATE-TIME:\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", text)
-        entries = playlist_entries(text)
-        assert len(entries) >= 3
-        base = media_url.rsplit("/", 1)[0]
-        for duration, uri, _ in entries:
-            assert abs(duration - 2.0) <= 0.5, text
-            status, data, headers = http_get(f"{base}/{uri}")
-            assert status == 200 and headers["Content-Type"] == "video/mp2t"
-            assert "immutable" in headers["Cache-Control"]
-            with av.open(io.BytesIO(data), format="mpegts") as container:
-                first_video = next(p for p in container.demux(video=0) if p.size)
-                assert first_video.is_keyframe
+        assert len(playlist_entries(text)) >= 3
+        check_listed_segments(media_url, text)
     finally:
         publisher.kill()
         publisher.wait()
@@ -241,11 +255,11 @@ def test_viewer_count_follows_readers(cluster: Cluster, tmp_path: Path) -> None:
 
 class PacedLink:
     """A TCP forwarder on a free loopback port whose client-to-server direction carries
-    `mbit` Mbit/s, one 1448-byte segment at a time (a publisher's uplink), in a thread."""
+    `mbit` Mbit/s (`LinkPacer`: a publisher's uplink), in a thread."""
 
     def __init__(self, upstream_port: int, mbit: float) -> None:
         self.upstream_port = upstream_port
-        self.seconds_per_byte = 8 / (mbit * 1e6)
+        self.mbit = mbit
         self.port = 0
         self._loop = asyncio.new_event_loop()
         self._ready = threading.Event()
@@ -272,29 +286,16 @@ class PacedLink:
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        link = LinkPacer(self.mbit)
 
         async def paced() -> None:
-            free_at = time.perf_counter()
             while data := await reader.read(1 << 16):
-                for i in range(0, len(data), 1448):
-                    piece = data[i : i + 1448]
-                    now = time.perf_counter()
-                    if free_at > now:
-                        await asyncio.sleep(free_at - now)
-                    free_at = max(free_at, time.perf_counter() - 0.002)
-                    free_at += len(piece) * self.seconds_per_byte
-                    up_writer.write(piece)
-                    await up_writer.drain()
+                await link.send(data, up_writer.write)
+                await up_writer.drain()
             up_writer.close()
 
-        async def back() -> None:
-            while data := await up_reader.read(1 << 16):
-                writer.write(data)
-                await writer.drain()
-            writer.close()
-
         with contextlib.suppress(ConnectionError):
-            await asyncio.gather(paced(), back())
+            await asyncio.gather(paced(), pipe(up_reader, writer))
 
 
 def metric(node_api: str, name: str) -> float:
@@ -332,15 +333,7 @@ def test_over_a_slow_uplink_segments_are_listed_from_the_keyframes_first_chunk(
             )
             assert reader.returncode == 0 and reader.stderr.decode().strip() == ""
             media_url = media_playlist_url(hls_url)
-            text = http_get(media_url)[1].decode()
-            base = media_url.rsplit("/", 1)[0]
-            for duration, uri, _ in playlist_entries(text):
-                assert abs(duration - 2.0) <= 0.5, text
-                status, data, _ = http_get(f"{base}/{uri}")
-                assert status == 200
-                with av.open(io.BytesIO(data), format="mpegts") as container:
-                    first_video = next(p for p in container.demux(video=0) if p.size)
-                    assert first_video.is_keyframe
+            check_listed_segments(media_url, http_get(media_url)[1].decode())
         finally:
             publisher.kill()
             publisher.wait()
