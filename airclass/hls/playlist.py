@@ -3,6 +3,13 @@
 Version 3 is enough: it is the version that allows decimal EXTINF durations, and nothing else
 written here (PROGRAM-DATE-TIME, DISCONTINUITY, DISCONTINUITY-SEQUENCE, ENDLIST) needs more.
 
+Every segment carries its own EXT-X-PROGRAM-DATE-TIME: the wall clock when its first frame
+reached the ingest. A player dates the frame on screen from the tag of the segment it plays;
+with one tag on the first segment only, it would add up the durations from there, and a
+publisher catching up after falling behind (an encoder starting on a busy PC, a congested
+uplink) sends media faster than real time: the dates added up run ahead of the clock, and the
+glass-to-glass latency a student sees reads low, down to zero.
+
 Target duration: RFC 8216 §4.3.3.1 requires every EXTINF, rounded to the nearest integer, to be
 at most EXT-X-TARGETDURATION. `TargetDuration` keeps max(ceil(configured target), nearest-
 integer rounding of the longest segment ever seen) and never lets it decrease. Rounding to
@@ -107,13 +114,12 @@ def render_media_playlist(
     ]
     if discontinuity_sequence:
         lines.append(f"#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuity_sequence}")
-    for index, segment in enumerate(segments):
+    for segment in segments:
         if segment.discontinuity:
             lines.append("#EXT-X-DISCONTINUITY")
-        if index == 0 or segment.discontinuity:
-            lines.append(
-                f"#EXT-X-PROGRAM-DATE-TIME:{format_program_date_time(segment.program_date_time)}"
-            )
+        lines.append(
+            f"#EXT-X-PROGRAM-DATE-TIME:{format_program_date_time(segment.program_date_time)}"
+        )
         lines.append(f"#EXTINF:{segment.duration:.3f},")
         lines.append(uri(segment))
     if ended:
@@ -241,10 +247,9 @@ def render_ll_media_playlist(
     for offset, segment in enumerate(listed):
         if segment.discontinuity:
             lines.append("#EXT-X-DISCONTINUITY")
-        if offset == 0 or segment.discontinuity:
-            lines.append(
-                f"#EXT-X-PROGRAM-DATE-TIME:{format_program_date_time(segment.program_date_time)}"
-            )
+        lines.append(
+            f"#EXT-X-PROGRAM-DATE-TIME:{format_program_date_time(segment.program_date_time)}"
+        )
         if skipped + offset >= with_parts:
             add_parts(segment.sequence, segment.parts)
         lines.append(f"#EXTINF:{segment.duration:.3f},")
@@ -255,9 +260,8 @@ def render_ll_media_playlist(
         if open_segment.parts:
             if open_segment.discontinuity and listed:
                 lines.append("#EXT-X-DISCONTINUITY")
-            if not listed or open_segment.discontinuity:
-                pdt = format_program_date_time(open_segment.program_date_time)
-                lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{pdt}")
+            pdt = format_program_date_time(open_segment.program_date_time)
+            lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{pdt}")
             add_parts(open_segment.sequence, open_segment.parts)
         hint = part_uri.format(sequence=open_segment.sequence, part=len(open_segment.parts))
         lines.append(f'#EXT-X-PRELOAD-HINT:TYPE=PART,URI="{hint}"')

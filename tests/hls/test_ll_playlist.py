@@ -53,24 +53,28 @@ def test_parts_of_recent_segments_open_parts_and_preload_hint() -> None:
         "#EXT-X-PROGRAM-DATE-TIME:2026-11-27T16:31:04.123Z\n"
         "#EXTINF:1.000,\n"
         "10.ts\n"
+        "#EXT-X-PROGRAM-DATE-TIME:2026-11-27T16:31:05.123Z\n"
         '#EXT-X-PART:DURATION=0.280,URI="11.0.ts",INDEPENDENT=YES\n'
         '#EXT-X-PART:DURATION=0.280,URI="11.1.ts"\n'
         '#EXT-X-PART:DURATION=0.280,URI="11.2.ts"\n'
         '#EXT-X-PART:DURATION=0.160,URI="11.3.ts"\n'
         "#EXTINF:1.000,\n"
         "11.ts\n"
+        "#EXT-X-PROGRAM-DATE-TIME:2026-11-27T16:31:06.123Z\n"
         '#EXT-X-PART:DURATION=0.280,URI="12.0.ts",INDEPENDENT=YES\n'
         '#EXT-X-PART:DURATION=0.280,URI="12.1.ts"\n'
         '#EXT-X-PART:DURATION=0.280,URI="12.2.ts"\n'
         '#EXT-X-PART:DURATION=0.160,URI="12.3.ts"\n'
         "#EXTINF:1.000,\n"
         "12.ts\n"
+        "#EXT-X-PROGRAM-DATE-TIME:2026-11-27T16:31:07.123Z\n"
         '#EXT-X-PART:DURATION=0.280,URI="13.0.ts",INDEPENDENT=YES\n'
         '#EXT-X-PART:DURATION=0.280,URI="13.1.ts"\n'
         '#EXT-X-PART:DURATION=0.280,URI="13.2.ts"\n'
         '#EXT-X-PART:DURATION=0.160,URI="13.3.ts"\n'
         "#EXTINF:1.000,\n"
         "13.ts\n"
+        "#EXT-X-PROGRAM-DATE-TIME:2026-11-27T16:31:08.123Z\n"
         '#EXT-X-PART:DURATION=0.280,URI="14.0.ts",INDEPENDENT=YES\n'
         '#EXT-X-PART:DURATION=0.280,URI="14.1.ts"\n'
         '#EXT-X-PRELOAD-HINT:TYPE=PART,URI="14.2.ts"\n'
@@ -131,8 +135,11 @@ def test_delta_update_skips_segments_older_than_can_skip_until() -> None:
     assert delta == HEADER + (
         "#EXT-X-MEDIA-SEQUENCE:20\n"
         "#EXT-X-SKIP:SKIPPED-SEGMENTS=2\n"
-        "#EXT-X-PROGRAM-DATE-TIME:2026-11-27T16:31:16.123Z\n"
-        + "".join(f"#EXTINF:1.000,\n{n}.ts\n" for n in range(22, 28))
+        + "".join(
+            f"#EXT-X-PROGRAM-DATE-TIME:2026-11-27T16:31:{n - 6:02d}.123Z\n"
+            f"#EXTINF:1.000,\n{n}.ts\n"
+            for n in range(22, 28)
+        )
         + "#EXT-X-ENDLIST\n"
     )
     # Nothing old enough: the "delta" is the full playlist.
@@ -161,6 +168,7 @@ def test_plain_mode_playlist_is_unchanged_by_parts() -> None:
         "#EXT-X-PROGRAM-DATE-TIME:2026-11-27T16:30:59.123Z\n"
         "#EXTINF:1.000,\n"
         "5.ts\n"
+        "#EXT-X-PROGRAM-DATE-TIME:2026-11-27T16:31:00.123Z\n"
         "#EXTINF:1.000,\n"
         "6.ts\n"
     )

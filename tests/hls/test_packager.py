@@ -88,8 +88,11 @@ def test_live_then_ended() -> None:
         "#EXT-X-VERSION:3\n"
         "#EXT-X-TARGETDURATION:2\n"
         "#EXT-X-MEDIA-SEQUENCE:0\n"
-        "#EXT-X-PROGRAM-DATE-TIME:2026-11-27T16:31:04.000Z\n"
-        + "".join(f"#EXTINF:2.000,\n{i}.ts\n" for i in range(5))
+        + "".join(
+            f"#EXT-X-PROGRAM-DATE-TIME:2026-11-27T16:31:{4 + 2 * i:02d}.000Z\n"
+            f"#EXTINF:2.000,\n{i}.ts\n"
+            for i in range(5)
+        )
         + "#EXT-X-ENDLIST\n"
     )
     assert packager.playlist_gzip == b""  # shorter than GZIP_MIN_BYTES: sent as it is
@@ -110,6 +113,34 @@ def test_live_then_ended() -> None:
     assert 0 < packager.average_bandwidth <= packager.bandwidth
 
 
+def test_each_listed_segment_is_dated_by_its_own_arrival() -> None:
+    """A publisher that fell 3 s behind (an encoder starting on a busy PC) and catches up at
+    twice real time: its segments arrive one second apart for two seconds of media each. A
+    player that added durations to the first segment's date would date the video on screen
+    up to 3 s ahead of when it came in; every segment says when it came in instead."""
+    video, audio, frames = make_test_frames(10.0)
+    clock = Clock()
+    packager = HlsPackager(PackagerConfig(), clock)
+    clock.now = T0
+    packager.on_publish_start()
+    for config in (video, audio):
+        packager.on_event(config)
+    for frame in frames:
+        media = frame.dts / 1000
+        clock.now = T0 + 3 + media / 2 if media < 6 else T0 + media
+        packager.on_event(frame)
+    text = packager.playlist_bytes.decode()
+    dates = [line.split(":", 1)[1] for line in text.splitlines()
+             if line.startswith("#EXT-X-PROGRAM-DATE-TIME:")]
+    assert dates == [
+        "2026-11-27T16:31:07.000Z",  # media 0 s, 3 s late
+        "2026-11-27T16:31:08.000Z",  # media 2 s, 2 s late
+        "2026-11-27T16:31:09.000Z",  # media 4 s, 1 s late
+        "2026-11-27T16:31:10.000Z",  # media 6 s, on time again
+    ]
+    assert [s.program_date_time for s in packager.segments()] == [T0 + 3, T0 + 4, T0 + 5, T0 + 6]
+
+
 def test_ring_eviction_and_playlist_window() -> None:
     video, audio, frames = make_test_frames(10.0)
     clock = Clock()
@@ -124,6 +155,7 @@ def test_ring_eviction_and_playlist_window() -> None:
         "#EXT-X-MEDIA-SEQUENCE:3\n"
         "#EXT-X-PROGRAM-DATE-TIME:2026-11-27T16:31:10.000Z\n"
         "#EXTINF:2.000,\n3.ts\n"
+        "#EXT-X-PROGRAM-DATE-TIME:2026-11-27T16:31:12.000Z\n"
         "#EXTINF:2.000,\n4.ts\n"
         "#EXT-X-ENDLIST\n"
     )
@@ -148,10 +180,12 @@ def test_publisher_comes_back_with_a_discontinuity() -> None:
         "#EXT-X-MEDIA-SEQUENCE:0\n"
         "#EXT-X-PROGRAM-DATE-TIME:2026-11-27T16:31:04.000Z\n"
         "#EXTINF:2.000,\n0.ts\n"
+        "#EXT-X-PROGRAM-DATE-TIME:2026-11-27T16:31:06.000Z\n"
         "#EXTINF:2.000,\n1.ts\n"
         "#EXT-X-DISCONTINUITY\n"
         "#EXT-X-PROGRAM-DATE-TIME:2026-11-27T16:32:04.000Z\n"
         "#EXTINF:2.000,\n2.ts\n"
+        "#EXT-X-PROGRAM-DATE-TIME:2026-11-27T16:32:06.000Z\n"
         "#EXTINF:2.000,\n3.ts\n"
         "#EXT-X-ENDLIST\n"
     )
