@@ -114,6 +114,23 @@ def wait_playing(page: Any, timeout_ms: int = 40_000) -> dict[str, Any]:
     return video
 
 
+PLAYER_STATE = """(() => {
+  const hls = window.airclass.player.hls, video = document.getElementById('video');
+  const frag = hls && hls.streamController.currentFrag;
+  const details = hls && hls.levels[hls.currentLevel] && hls.levels[hls.currentLevel].details;
+  const last = details && details.fragments[details.fragments.length - 1];
+  const ago = (ms) => ms == null ? null : (Date.now() - ms) / 1000;
+  return {
+    currentTime: video.currentTime,
+    bufferedEnd: video.buffered.length ? video.buffered.end(video.buffered.length - 1) : null,
+    frag: frag && {sn: frag.sn, start: frag.start, datedAgo: ago(frag.programDateTime)},
+    newest: last && {sn: last.sn, start: last.start, duration: last.duration,
+                     datedAgo: ago(last.programDateTime)},
+    hlsLatency: hls && hls.latency, targetLatency: hls && hls.targetLatency,
+  };
+})()"""
+
+
 def latency(page: Any) -> float:
     page.wait_for_function("window.airclass.player && window.airclass.player.latency !== null")
     value = float(page.evaluate("window.airclass.player.latency"))
@@ -140,14 +157,15 @@ def test_student_waits_then_plays_reports_latency_and_renews(
 
         # Glass-to-glass: the program date of the frame on screen against the wall clock.
         page.wait_for_timeout(4000)
-        samples = []
+        samples, states = [], []
         for _ in range(5):
             samples.append(latency(page))
+            states.append(page.evaluate(PLAYER_STATE))
             page.wait_for_timeout(1000)
         median = sorted(samples)[len(samples) // 2]
         print(f"\nstudent latency (hls.playingDate vs Date.now()), 1 s segments: "
               f"median {median:.2f} s, samples {[round(s, 2) for s in samples]}")
-        assert 0.2 < median < 10, samples
+        assert 0.2 < median < 10, "\n".join([f"samples {samples}", *map(str, states)])
         assert page.inner_text("#latency").endswith(" s")
         screenshot(page, "student.png")
 
