@@ -17,7 +17,7 @@ from airclass.hls.packager import HlsPackager, PackagerConfig
 from airclass.hls.playlist import render_media_playlist
 from airclass.hls.ring import Segment
 from airclass.media.bitstream import parse_asc, parse_avcc
-from airclass.media.frames import Frame
+from airclass.media.frames import Frame, KeyframeComing
 from tests.hls.conftest import make_test_frames, shifted
 
 FPS = 25
@@ -147,4 +147,39 @@ def test_packager_cut_720p(benchmark: Any) -> None:
 
     benchmark.pedantic(cut, setup=setup, rounds=20, iterations=1)
     assert packager.segments_muxed_ahead == packager.segments_made
+    assert packager.mux_errors == 0
+
+
+def test_packager_announced_cut_720p(benchmark: Any) -> None:
+    """The first chunk of the keyframe that closes a plain-HLS segment: from its announcement
+    to the playlist that lists the segment (drafted while the segment was open)."""
+    video_config, audio_config, frames = make_test_frames(
+        4.0, fps=FPS, gop=50, width=1280, height=720
+    )
+    frames = pad_to_bitrate([f for f in frames if f.dts < 4000], 2_500_000)
+    keyframe = [i for i, f in enumerate(frames) if f.kind == "video" and f.keyframe][1]
+    packager = HlsPackager(PackagerConfig(), lambda: 1_800_000_000.0)
+    packager.on_publish_start()
+    packager.on_event(video_config)
+    packager.on_event(audio_config)
+    for frame in frames:
+        packager.on_event(frame)
+    rounds = iter(range(1, 10**6))
+    after_the_cut: list[Frame] = []
+
+    def setup() -> tuple[tuple[KeyframeComing], dict[str, Any]]:
+        round_frames = list(shifted(frames, next(rounds) * 4000))
+        for frame in [*after_the_cut, *round_frames[:keyframe]]:
+            packager.on_event(frame)
+        after_the_cut[:] = round_frames[keyframe:]  # the keyframe itself comes after
+        closing = round_frames[keyframe]
+        return (KeyframeComing(closing.dts, closing.pts),), {}
+
+    def announce(coming: KeyframeComing) -> None:
+        made = packager.segments_made
+        packager.on_event(coming)
+        assert packager.segments_made == made + 1
+
+    benchmark.pedantic(announce, setup=setup, rounds=20, iterations=1)
+    assert packager.playlists_drafted == packager.segments_made
     assert packager.mux_errors == 0

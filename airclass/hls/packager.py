@@ -35,7 +35,9 @@ from airclass.hls.mpegts import TsContinuity, TsError
 from airclass.hls.muxer import MuxError, SegmentMuxer, mux_segment
 from airclass.hls.playlist import (
     OpenSegment,
+    PlaylistDraft,
     TargetDuration,
+    draft_media_playlist,
     render_ll_media_playlist,
     render_media_playlist,
 )
@@ -49,7 +51,7 @@ log = logging.getLogger(__name__)
 GZIP_MIN_BYTES = 1200
 """Playlists shorter than this are not gzipped: the reply fits one TCP segment either way, and
 compressing it (~40-100 µs) would delay the playlist that lists a new segment. A plain-HLS
-playlist of six segments is ~400 bytes; a low-latency one, with its parts, several KB."""
+playlist of six segments is ~500 bytes; a low-latency one, with its parts, several KB."""
 
 PackagerState = Literal["waiting", "live", "ended"]
 Listener = Callable[[], None]
@@ -133,6 +135,10 @@ class HlsPackager:
         self._ahead: _Ahead | None = None
         self._listed: _Listed | None = None
         """The plain-mode segment listed in the playlist whose bytes are not finished yet."""
+        self._draft: PlaylistDraft | None = None
+        """Plain mode: the playlist that will list the open segment, but for its duration."""
+        self.playlists_drafted = 0
+        """Plain-mode segments listed by completing a draft instead of a whole render."""
         self._unconfigured_frames = 0
         self.low_latency = config.low_latency
         self.part_target = config.part_target
@@ -313,6 +319,7 @@ class HlsPackager:
         unchanged. `target_duration` adopts the origin's value; `ended` its ENDLIST.
         Raises RingError if the segment cannot follow the newest one."""
         self._finish_listed()
+        self._draft = None
         self._ring.append(segment)
         self._clear_open()
         self._target.observe(segment.duration)
@@ -380,6 +387,7 @@ class HlsPackager:
         """Forget every segment: an edge whose origin restarted its numbering starts over
         (a media sequence must never go back within one playlist's life)."""
         self._finish_listed()
+        self._draft = None
         self._ring.clear()
         self._clear_open()
         self._target = TargetDuration(self.config.target_duration)
@@ -449,6 +457,7 @@ class HlsPackager:
             self._emit(pending)
         if not closed:
             self._mux_ahead()
+            self._prepare_draft()
 
     def _on_keyframe_coming(self, coming: KeyframeComing) -> None:
         """Plain mode: the keyframe that closes the open segment is still arriving; list the
@@ -620,13 +629,54 @@ class HlsPackager:
 
     def _list(self, pending: PendingSegment, muxer: SegmentMuxer) -> None:
         """Announce a closed segment whose last frames are still to mux: the playlist needs
-        none of its bytes."""
-        self._listed = _Listed(self._new_segment(pending, b""), pending.frames, muxer)
+        none of its bytes, and was drafted while the segment was open."""
+        segment = self._new_segment(pending, b"")
+        self._listed = _Listed(segment, pending.frames, muxer)
         self._target.observe(pending.duration)
         self.segments_made += 1
         self.segments_muxed_ahead += 1
-        self._render()
+        draft, self._draft = self._draft, None
+        if draft is not None and self.ended_at is None and draft.fits(segment, self._target.value):
+            self._set_playlist(draft.complete(segment.duration).encode())
+            self.playlists_drafted += 1
+        else:
+            self._render()
         self._notify()
+
+    def _prepare_draft(self) -> None:
+        """Draft the playlist that will list the open segment, once per segment, at a frame
+        that closes nothing: off the path from the closing keyframe to the playlist."""
+        segmenter = self._segmenter
+        if self._listed is not None or not segmenter.open_frames:
+            return
+        sequence = self._ring.next_sequence
+        pdt = segmenter.open_program_date_time
+        draft = self._draft
+        if (
+            draft is not None
+            and draft.upcoming.sequence == sequence
+            and draft.upcoming.program_date_time == pdt
+        ):
+            return
+        count = self.config.playlist_segments
+        newest = self._ring.newest
+        discontinuity = newest is not None and (
+            segmenter.open_discontinuity or self._force_discontinuity
+        )
+        upcoming = Segment(
+            sequence=sequence,
+            duration=0.0,
+            data=b"",
+            program_date_time=pdt,
+            discontinuity=discontinuity,
+            discontinuity_sequence=self._ring.next_discontinuity_sequence + int(discontinuity),
+        )
+        self._draft = draft_media_playlist(
+            self._ring.newest_segments(count - 1) if count > 1 else [],
+            upcoming,
+            target_duration=self._target.value,
+            segment_uri=self.config.segment_uri,
+        )
 
     def _finish_listed(self) -> None:
         """Mux the rest of the listed segment and put it in the ring. Should that fail, it
@@ -665,6 +715,7 @@ class HlsPackager:
         self._notify()
 
     def _admit(self, segment: Segment) -> None:
+        self._draft = None
         self._ring.append(segment)
         self._measure_bandwidth()
         log.debug(
@@ -685,6 +736,10 @@ class HlsPackager:
         total_seconds = sum(s.duration for s in timed)
         self._average_bandwidth = math.ceil(sum(len(s.data) for s in timed) * 8 / total_seconds)
 
+    def _set_playlist(self, body: bytes) -> None:
+        self.playlist_bytes = body
+        self.playlist_gzip = _gzip(body)
+
     def _render(self) -> None:
         count = self.config.playlist_segments
         if self._listed is None:
@@ -700,8 +755,7 @@ class HlsPackager:
                 ended=ended,
                 segment_uri=self.config.segment_uri,
             )
-            self.playlist_bytes = text.encode()
-            self.playlist_gzip = _gzip(self.playlist_bytes)
+            self._set_playlist(text.encode())
             return
         for skip in (False, True):
             text = render_ll_media_playlist(

@@ -32,7 +32,7 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Literal, NamedTuple
 
@@ -101,6 +101,17 @@ def render_media_playlist(
     with `{sequence}`.
     """
     uri = _uri_maker(segment_uri)
+    lines = _media_head(segments, target_duration)
+    for segment in segments:
+        _date_lines(lines, segment)
+        lines.append(f"#EXTINF:{segment.duration:.3f},")
+        lines.append(uri(segment))
+    if ended:
+        lines.append("#EXT-X-ENDLIST")
+    return "\n".join(lines) + "\n"
+
+
+def _media_head(segments: Sequence[Segment], target_duration: int) -> list[str]:
     first = segments[0] if segments else None
     media_sequence = first.sequence if first else 0
     discontinuity_sequence = (
@@ -114,17 +125,65 @@ def render_media_playlist(
     ]
     if discontinuity_sequence:
         lines.append(f"#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuity_sequence}")
-    for segment in segments:
-        if segment.discontinuity:
-            lines.append("#EXT-X-DISCONTINUITY")
-        lines.append(
-            f"#EXT-X-PROGRAM-DATE-TIME:{format_program_date_time(segment.program_date_time)}"
+    return lines
+
+
+def _date_lines(lines: list[str], segment: Segment) -> None:
+    if segment.discontinuity:
+        lines.append("#EXT-X-DISCONTINUITY")
+    lines.append(f"#EXT-X-PROGRAM-DATE-TIME:{format_program_date_time(segment.program_date_time)}")
+
+
+@dataclass(frozen=True, slots=True)
+class PlaylistDraft:
+    """The live playlist that will list the open segment, written while it is open: all but
+    its duration, which is known only when the keyframe that closes it comes. Completing it
+    then is one format and one concatenation instead of a whole render, on the path from
+    that keyframe to the playlist that lists the segment."""
+
+    upcoming: Segment
+    """The open segment as it will be listed, with a duration of 0."""
+    target_duration: int
+    head: str
+    """The text up to the open segment's EXTINF."""
+    uri: str
+
+    def fits(self, segment: Segment, target_duration: int) -> bool:
+        """Whether `segment`, now closed, is the one drafted, under the same target duration
+        (a longer segment can raise it)."""
+        upcoming = self.upcoming
+        return (
+            target_duration == self.target_duration
+            and segment.sequence == upcoming.sequence
+            and segment.program_date_time == upcoming.program_date_time
+            and segment.discontinuity == upcoming.discontinuity
+            and segment.discontinuity_sequence == upcoming.discontinuity_sequence
         )
+
+    def complete(self, duration: float) -> str:
+        """`render_media_playlist` of the drafted segments, the last one `duration` long."""
+        return f"{self.head}#EXTINF:{duration:.3f},\n{self.uri}\n"
+
+
+def draft_media_playlist(
+    listed: Sequence[Segment],
+    upcoming: Segment,
+    *,
+    target_duration: int,
+    segment_uri: SegmentUri = "{sequence}.ts",
+) -> PlaylistDraft:
+    """The draft of the live playlist listing `listed`, then `upcoming` (the open segment,
+    its duration to come)."""
+    upcoming = replace(upcoming, duration=0.0, data=b"", parts=())
+    segments = [*listed, upcoming]
+    uri = _uri_maker(segment_uri)
+    lines = _media_head(segments, target_duration)
+    for segment in listed:
+        _date_lines(lines, segment)
         lines.append(f"#EXTINF:{segment.duration:.3f},")
         lines.append(uri(segment))
-    if ended:
-        lines.append("#EXT-X-ENDLIST")
-    return "\n".join(lines) + "\n"
+    _date_lines(lines, upcoming)
+    return PlaylistDraft(upcoming, target_duration, "\n".join(lines) + "\n", uri(upcoming))
 
 
 class Variant(NamedTuple):

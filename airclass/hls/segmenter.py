@@ -172,6 +172,16 @@ class Segmenter:
         return len(self._frames) + len(self._held) + (self._cut_at is not None) + announced
 
     @property
+    def open_program_date_time(self) -> float:
+        """The wall clock when the open segment's first frame arrived (its date to come)."""
+        return self._start_wall
+
+    @property
+    def open_discontinuity(self) -> bool:
+        """Whether the open segment will start a discontinuity."""
+        return self._segment_discontinuity
+
+    @property
     def open_frames(self) -> Sequence[Frame]:
         """The open segment's frames so far, in order (the live list: a new segment starts a
         new one). Read-only."""

@@ -4,6 +4,7 @@ import gzip
 import io
 import shutil
 import subprocess
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -523,3 +524,52 @@ def test_an_announced_keyframe_lists_the_segment_with_the_same_bytes() -> None:
     assert packager._segmenter.announced_cuts == 5
     assert [s.data for s in packager.segments()] == reference_segments(video, audio, frames, clock)
     assert packager.segments_muxed_ahead == packager.segments_made == 6
+
+
+@pytest.mark.parametrize("announce", [False, True])
+def test_a_drafted_playlist_is_the_playlist_rendered_whole(announce: bool) -> None:
+    """The playlist that lists a closing segment is drafted while the segment is open and
+    completed with its duration at the cut. Through reconnects (discontinuities), a codec
+    change, segments longer than the target (it grows) and a byte cap evicting segments, every
+    playlist served is the one a whole render gives."""
+    small_video, audio, small = make_test_frames(9.0)
+    big_video, _, big = make_test_frames(9.0, gop=100, width=1280, height=720)
+    one = len(mux_segment([f for f in big if f.dts < 4000], parse_avcc(big_video.record),
+                          parse_asc(audio.record)))
+    config = PackagerConfig(ring_segments=8, playlist_segments=4, ring_bytes=int(one * 2.5))
+    clocks = Clock(), Clock()
+    drafted = HlsPackager(config, clocks[0])
+    whole = HlsPackager(config, clocks[1])
+    whole._prepare_draft = lambda: None  # type: ignore[method-assign]
+    served: list[tuple[bytes, bytes]] = []
+
+    def both(step: Callable[[HlsPackager], None]) -> None:
+        for packager in (drafted, whole):
+            step(packager)
+        served.append((drafted.playlist_bytes, whole.playlist_bytes))
+
+    def at(now: float) -> None:
+        for clock in clocks:
+            clock.now = now
+
+    wall = T0
+    for video, frames in ((small_video, small), (small_video, small), (big_video, big)):
+        at(wall)
+        both(lambda p: p.on_publish_start())
+        both(lambda p, v=video: p.on_event(v))  # type: ignore[misc]
+        both(lambda p: p.on_event(audio))
+        for frame in frames:
+            at(wall + frame.dts / 1000)
+            if announce and frame.kind == "video" and frame.keyframe:
+                both(lambda p, f=frame: p.on_event(KeyframeComing(f.dts, f.pts)))  # type: ignore[misc]
+            both(lambda p, f=frame: p.on_event(f))  # type: ignore[misc]
+        wall += 60
+        both(lambda p: p.pause())
+    both(lambda p: p.end())
+
+    assert [d for d, w in served if d != w] == []
+    assert whole.playlists_drafted == 0
+    # Only the first 4-s segment was not as drafted: it raised the target duration from 2.
+    assert drafted.playlists_drafted == drafted.segments_made - 1 == 12
+    assert drafted.target_duration == 4 and b"#EXT-X-DISCONTINUITY\n" in drafted.playlist_bytes
+    assert len(drafted.segments()) < drafted.segments_made  # the byte cap evicted

@@ -3,10 +3,13 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from airclass.hls.playlist import (
     TargetDuration,
     Variant,
+    draft_media_playlist,
     format_program_date_time,
     render_media_playlist,
     render_multivariant_playlist,
@@ -160,4 +163,50 @@ def test_multivariant_playlist() -> None:
         "http://slave-2:8888/live/stream/index.m3u8\n"
         '#EXT-X-STREAM-INF:BANDWIDTH=130000,CODECS="mp4a.40.2"\n'
         "audio.m3u8\n"
+    )
+
+
+def test_a_draft_completed_is_the_playlist_rendered_whole() -> None:
+    listed = [seg(40, dseq=2), seg(41, 1.2, disc=True, dseq=3, pdt=T0 + 2)]
+    upcoming = seg(42, 0.0, disc=True, dseq=4, pdt=T0 + 3.2)
+    draft = draft_media_playlist(
+        listed, upcoming, target_duration=2, segment_uri=lambda s: f"s/{s.sequence}.ts"
+    )
+    assert draft.head.endswith(
+        "#EXT-X-DISCONTINUITY\n#EXT-X-PROGRAM-DATE-TIME:2026-11-27T16:31:07.323Z\n"
+    )
+    closed = seg(42, 1.96, disc=True, dseq=4, pdt=T0 + 3.2)
+    assert draft.fits(closed, 2)
+    assert draft.complete(1.96) == render_media_playlist(
+        [*listed, closed], target_duration=2, ended=False,
+        segment_uri=lambda s: f"s/{s.sequence}.ts",
+    )
+    # Not the segment drafted, or a target duration that grew: render it whole.
+    assert not draft.fits(closed, 3)
+    assert not draft.fits(seg(43, 1.96, disc=True, dseq=4, pdt=T0 + 3.2), 2)
+    assert not draft.fits(seg(42, 1.96, disc=True, dseq=4, pdt=T0 + 3.3), 2)
+    assert not draft.fits(seg(42, 1.96, dseq=3, pdt=T0 + 3.2), 2)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    durations=st.lists(st.floats(0.04, 12.0), min_size=1, max_size=8),
+    breaks=st.lists(st.booleans(), min_size=8, max_size=8),
+    first_sequence=st.integers(0, 10**6),
+    target=st.integers(1, 12),
+)
+def test_any_draft_completed_is_the_playlist_rendered_whole(
+    durations: list[float], breaks: list[bool], first_sequence: int, target: int
+) -> None:
+    segments, dseq, pdt = [], 3, T0
+    for index, duration in enumerate(durations):
+        dseq += breaks[index]
+        segments.append(seg(first_sequence + index, duration, disc=breaks[index], dseq=dseq,
+                            pdt=pdt))
+        pdt += duration
+    *listed, closed = segments
+    draft = draft_media_playlist(listed, closed, target_duration=target)
+    assert draft.fits(closed, target)
+    assert draft.complete(closed.duration) == render_media_playlist(
+        segments, target_duration=target, ended=False
     )
