@@ -7,6 +7,7 @@ NAL units (what OBS sends in CBR mode) to the bitrate of a real 720p classroom s
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -114,9 +115,13 @@ def test_packager_per_segment_720p(benchmark: Any) -> None:
     assert packager.mux_errors == 0
 
 
-def test_packager_cut_720p(benchmark: Any) -> None:
-    """The keyframe that closes a plain-HLS segment: what stands between the publisher's
-    frame and the playlist that lists the segment (the rest was muxed as it arrived)."""
+def _rounds_to_the_cut(
+    keyframe_comes_later: bool,
+) -> tuple[HlsPackager, Callable[[], Frame]]:
+    """A plain-HLS packager some segments into a 720p stream, and a function that feeds it the
+    next round's frames (two GOPs a round) up to the keyframe that closes a segment, and
+    returns that keyframe. With `keyframe_comes_later`, the keyframe itself is fed with the
+    next round (the round measured only announces it)."""
     video_config, audio_config, frames = make_test_frames(
         4.0, fps=FPS, gop=50, width=1280, height=720
     )
@@ -131,21 +136,27 @@ def test_packager_cut_720p(benchmark: Any) -> None:
     rounds = iter(range(1, 10**6))
     after_the_cut: list[Frame] = []
 
-    def setup() -> tuple[tuple[Frame], dict[str, Any]]:
-        """The previous round's frames after its cut, then this round's up to its cut (two
-        GOPs a round: the second keyframe is the cut measured)."""
+    def next_cut() -> Frame:
         round_frames = list(shifted(frames, next(rounds) * 4000))
         for frame in [*after_the_cut, *round_frames[:keyframe]]:
             packager.on_event(frame)
-        after_the_cut[:] = round_frames[keyframe + 1 :]
-        return (round_frames[keyframe],), {}
+        after_the_cut[:] = round_frames[keyframe if keyframe_comes_later else keyframe + 1 :]
+        return round_frames[keyframe]
+
+    return packager, next_cut
+
+
+def test_packager_cut_720p(benchmark: Any) -> None:
+    """The keyframe that closes a plain-HLS segment: what stands between the publisher's
+    frame and the playlist that lists the segment (the rest was muxed as it arrived)."""
+    packager, next_cut = _rounds_to_the_cut(keyframe_comes_later=False)
 
     def cut(frame: Frame) -> None:
         made = packager.segments_made
         packager.on_event(frame)
         assert packager.segments_made == made + 1
 
-    benchmark.pedantic(cut, setup=setup, rounds=20, iterations=1)
+    benchmark.pedantic(cut, setup=lambda: ((next_cut(),), {}), rounds=20, iterations=1)
     assert packager.segments_muxed_ahead == packager.segments_made
     assert packager.mux_errors == 0
 
@@ -153,26 +164,10 @@ def test_packager_cut_720p(benchmark: Any) -> None:
 def test_packager_announced_cut_720p(benchmark: Any) -> None:
     """The first chunk of the keyframe that closes a plain-HLS segment: from its announcement
     to the playlist that lists the segment (drafted while the segment was open)."""
-    video_config, audio_config, frames = make_test_frames(
-        4.0, fps=FPS, gop=50, width=1280, height=720
-    )
-    frames = pad_to_bitrate([f for f in frames if f.dts < 4000], 2_500_000)
-    keyframe = [i for i, f in enumerate(frames) if f.kind == "video" and f.keyframe][1]
-    packager = HlsPackager(PackagerConfig(), lambda: 1_800_000_000.0)
-    packager.on_publish_start()
-    packager.on_event(video_config)
-    packager.on_event(audio_config)
-    for frame in frames:
-        packager.on_event(frame)
-    rounds = iter(range(1, 10**6))
-    after_the_cut: list[Frame] = []
+    packager, next_cut = _rounds_to_the_cut(keyframe_comes_later=True)
 
     def setup() -> tuple[tuple[KeyframeComing], dict[str, Any]]:
-        round_frames = list(shifted(frames, next(rounds) * 4000))
-        for frame in [*after_the_cut, *round_frames[:keyframe]]:
-            packager.on_event(frame)
-        after_the_cut[:] = round_frames[keyframe:]  # the keyframe itself comes after
-        closing = round_frames[keyframe]
+        closing = next_cut()
         return (KeyframeComing(closing.dts, closing.pts),), {}
 
     def announce(coming: KeyframeComing) -> None:

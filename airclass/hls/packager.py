@@ -615,14 +615,24 @@ class HlsPackager:
         return True
 
     def _new_segment(self, pending: PendingSegment, data: bytes) -> Segment:
-        newest = self._ring.newest
-        discontinuity = newest is not None and (pending.discontinuity or self._force_discontinuity)
+        segment = self._next_segment(
+            pending.duration, data, pending.program_date_time, pending.discontinuity
+        )
         self._force_discontinuity = False
+        return segment
+
+    def _next_segment(
+        self, duration: float, data: bytes, program_date_time: float, discontinuity: bool
+    ) -> Segment:
+        """The segment that follows the ring's newest (a discontinuity after a failure too)."""
+        discontinuity = self._ring.newest is not None and (
+            discontinuity or self._force_discontinuity
+        )
         return Segment(
             sequence=self._ring.next_sequence,
-            duration=pending.duration,
+            duration=duration,
             data=data,
-            program_date_time=pending.program_date_time,
+            program_date_time=program_date_time,
             discontinuity=discontinuity,
             discontinuity_sequence=self._ring.next_discontinuity_sequence + int(discontinuity),
         )
@@ -659,21 +669,9 @@ class HlsPackager:
         ):
             return
         count = self.config.playlist_segments
-        newest = self._ring.newest
-        discontinuity = newest is not None and (
-            segmenter.open_discontinuity or self._force_discontinuity
-        )
-        upcoming = Segment(
-            sequence=sequence,
-            duration=0.0,
-            data=b"",
-            program_date_time=pdt,
-            discontinuity=discontinuity,
-            discontinuity_sequence=self._ring.next_discontinuity_sequence + int(discontinuity),
-        )
         self._draft = draft_media_playlist(
             self._ring.newest_segments(count - 1) if count > 1 else [],
-            upcoming,
+            self._next_segment(0.0, b"", pdt, segmenter.open_discontinuity),
             target_duration=self._target.value,
             segment_uri=self.config.segment_uri,
         )

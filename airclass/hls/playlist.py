@@ -100,12 +100,8 @@ def render_media_playlist(
     segments give the same text on every node. `segment_uri` is a callable or a format string
     with `{sequence}`.
     """
-    uri = _uri_maker(segment_uri)
     lines = _media_head(segments, target_duration)
-    for segment in segments:
-        _date_lines(lines, segment)
-        lines.append(f"#EXTINF:{segment.duration:.3f},")
-        lines.append(uri(segment))
+    _segment_lines(lines, segments, _uri_maker(segment_uri))
     if ended:
         lines.append("#EXT-X-ENDLIST")
     return "\n".join(lines) + "\n"
@@ -126,6 +122,15 @@ def _media_head(segments: Sequence[Segment], target_duration: int) -> list[str]:
     if discontinuity_sequence:
         lines.append(f"#EXT-X-DISCONTINUITY-SEQUENCE:{discontinuity_sequence}")
     return lines
+
+
+def _segment_lines(
+    lines: list[str], segments: Sequence[Segment], uri: Callable[[Segment], str]
+) -> None:
+    for segment in segments:
+        _date_lines(lines, segment)
+        lines.append(f"#EXTINF:{segment.duration:.3f},")
+        lines.append(uri(segment))
 
 
 def _date_lines(lines: list[str], segment: Segment) -> None:
@@ -175,13 +180,9 @@ def draft_media_playlist(
     """The draft of the live playlist listing `listed`, then `upcoming` (the open segment,
     its duration to come)."""
     upcoming = replace(upcoming, duration=0.0, data=b"", parts=())
-    segments = [*listed, upcoming]
     uri = _uri_maker(segment_uri)
-    lines = _media_head(segments, target_duration)
-    for segment in listed:
-        _date_lines(lines, segment)
-        lines.append(f"#EXTINF:{segment.duration:.3f},")
-        lines.append(uri(segment))
+    lines = _media_head([*listed, upcoming], target_duration)
+    _segment_lines(lines, listed, uri)
     _date_lines(lines, upcoming)
     return PlaylistDraft(upcoming, target_duration, "\n".join(lines) + "\n", uri(upcoming))
 
