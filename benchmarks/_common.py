@@ -150,21 +150,27 @@ class TimingProxy:
             if skip:
                 cut = min(skip, len(data))
                 data, skip = data[cut:], skip - cut
-            for msg in chunks.feed(data) if data else ():
-                if msg.type_id == MSG_VIDEO and len(msg.payload) > 1:
-                    if msg.payload[1] != 1:  # AVC sequence header or end of sequence
-                        continue
-                    key = msg.payload[0] >> 4 == 1
-                    self.sent.append(SentMessage(now, MSG_VIDEO, msg.timestamp, key))
-                    if key:
-                        self.keyframe_passed.set()
-                elif msg.type_id == MSG_AUDIO and len(msg.payload) > 1:
-                    if msg.payload[1] != 1:  # AAC sequence header
-                        continue
-                    self.sent.append(SentMessage(now, MSG_AUDIO, msg.timestamp, False))
-            for head in chunks.take_heads():
+            if not data:
+                return
+            while True:
+                for msg in chunks.feed(data):
+                    if msg.type_id == MSG_VIDEO and len(msg.payload) > 1:
+                        if msg.payload[1] != 1:  # AVC sequence header or end of sequence
+                            continue
+                        key = msg.payload[0] >> 4 == 1
+                        self.sent.append(SentMessage(now, MSG_VIDEO, msg.timestamp, key))
+                        if key:
+                            self.keyframe_passed.set()
+                    elif msg.type_id == MSG_AUDIO and len(msg.payload) > 1:
+                        if msg.payload[1] != 1:  # AAC sequence header
+                            continue
+                        self.sent.append(SentMessage(now, MSG_AUDIO, msg.timestamp, False))
+                head = chunks.head
+                if head is None:
+                    break
                 if len(head.head) > 1 and head.head[0] >> 4 == 1 and head.head[1] == 1:
                     self.keyframe_passed.set()
+                data = b""
 
         link = LinkPacer(self.link_mbit) if self.link_mbit is not None else None
 

@@ -277,10 +277,15 @@ class HlsPackager:
         self._notify()
 
     def on_event(self, event: MediaEvent) -> None:
-        self._finish_listed()
         if isinstance(event, Frame):
+            if self._listed is not None and self._segmenter.is_announced(event):
+                self._on_announced_keyframe(event)
+                return
+            self._finish_listed()
             self._on_frame(event)
-        elif isinstance(event, VideoConfig):
+            return
+        self._finish_listed()
+        if isinstance(event, VideoConfig):
             self._on_video_config(event)
         elif isinstance(event, AudioConfig):
             self._on_audio_config(event)
@@ -458,6 +463,13 @@ class HlsPackager:
         if not closed:
             self._mux_ahead()
             self._prepare_draft()
+
+    def _on_announced_keyframe(self, frame: Frame) -> None:
+        """The keyframe an announcement listed the open segment for: it starts the next
+        segment, and the listed one's last frames wait for the frame after it, as they do when
+        a keyframe closes a segment by itself (the playlist is out before that work)."""
+        for pending in self._segmenter.push(frame, self._now()):
+            self._emit(pending)
 
     def _on_keyframe_coming(self, coming: KeyframeComing) -> None:
         """Plain mode: the keyframe that closes the open segment is still arriving; list the

@@ -248,6 +248,11 @@ class Segmenter:
         self.announced_cuts += 1
         return [e for e in self._drain() if isinstance(e, PendingSegment)]
 
+    def is_announced(self, frame: Frame) -> bool:
+        """Whether `frame` is the keyframe whose announcement closed the previous segment."""
+        announced = self._announced
+        return announced is not None and frame.keyframe and frame.dts == announced.dts
+
     def push(self, frame: Frame, now: float) -> list[PendingSegment]:
         """Add one frame that arrived at wall clock `now`; returns the segments it closed."""
         return [e for e in self.feed(frame, now) if isinstance(e, PendingSegment)]

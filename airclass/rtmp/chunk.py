@@ -48,7 +48,7 @@ class RtmpMessage(NamedTuple):
 
 
 class MessageHead(NamedTuple):
-    """The start of a message whose first chunk is in and whose rest is not (yet)."""
+    """The start of a message whose first chunk is parsed and whose rest is not (yet)."""
 
     csid: int
     stream_id: int
@@ -92,9 +92,11 @@ class ChunkReader:
     Set Chunk Size and Abort are applied here, at the point they occur in the stream (later
     chunks depend on them), and still returned so the caller sees every message.
 
-    For message types in `announce`, a message still incomplete at the end of a `feed` whose
-    first chunk came in that feed is also reported, by `take_heads`: its header and first bytes
-    (so a video keyframe's timestamps are known before the rest of it has crossed the network).
+    For message types in `announce`, parsing pauses after the first chunk of a message that
+    needs more than one: `feed` returns, `head` holds that message's header and first bytes (so
+    a video keyframe's timestamps are known before the rest of it has been parsed, or has even
+    crossed the network), and `feed(b"")` goes on with the input left. So every such message is
+    reported once, at the same point of the stream whatever the split of the input.
     """
 
     def __init__(
@@ -108,48 +110,45 @@ class ChunkReader:
     ) -> None:
         self.chunk_size = DEFAULT_CHUNK_SIZE
         self.announce = announce
-        self._started: dict[int, _ChunkStream] = {}
-        self._heads: list[MessageHead] = []
+        self.head: MessageHead | None = None
+        """Set by a `feed` that paused at the first chunk of an `announce` message."""
         self.max_chunk_size = min(max_chunk_size, MAX_CHUNK_SIZE_SPEC)
         self.max_message_size = max_message_size
         self.max_chunk_streams = max_chunk_streams
         self.max_pending_bytes = max_pending_bytes
         self._streams: dict[int, _ChunkStream] = {}
         self._buf = bytearray()
+        self._start = 0
+        """Where parsing resumes in `_buf` after a pause (the consumed prefix is deleted once
+        parsing reaches the end of the input, so the cost stays linear in it)."""
         self._pending = 0
 
     @property
     def buffered(self) -> int:
         """Bytes held: unparsed input plus partially reassembled messages."""
-        return len(self._buf) + self._pending
+        return len(self._buf) - self._start + self._pending
 
     def feed(self, data: bytes) -> list[RtmpMessage]:
+        """Add `data`; returns the messages completed, up to a pause (see the class)."""
         buf = self._buf
-        buf += data
+        if data:
+            buf += data
+        self.head = None
         out: list[RtmpMessage] = []
         with memoryview(buf) as view:
-            pos = self._parse(buf, view, out)
-        if pos:
+            pos = self._parse(buf, view, self._start, out)
+        if self.head is not None and pos < len(buf):
+            self._start = pos
+        else:
             del buf[:pos]
-        if self._started:
-            for csid, st in self._started.items():
-                if st.partial is not None:
-                    self._heads.append(MessageHead(
-                        csid, st.stream_id, st.type_id, st.timestamp,
-                        bytes(st.partial[:HEAD_BYTES]), st.length,
-                    ))
-            self._started.clear()
+            self._start = 0
         return out
 
-    def take_heads(self) -> list[MessageHead]:
-        """The heads of `announce` messages reported since the last call (see the class)."""
-        heads, self._heads = self._heads, []
-        return heads
-
-    def _parse(self, buf: bytearray, view: memoryview, out: list[RtmpMessage]) -> int:
+    def _parse(
+        self, buf: bytearray, view: memoryview, pos: int, out: list[RtmpMessage]
+    ) -> int:
         streams = self._streams
         end = len(buf)
-        pos = 0
         while pos < end:
             b0 = buf[pos]
             fmt = b0 >> 6
@@ -270,7 +269,9 @@ class ChunkReader:
                 if st.partial is None:
                     st.partial = bytearray(view[p:pos])
                     if type_id in self.announce:
-                        self._started[csid] = st
+                        first = bytes(view[p:min(pos, p + HEAD_BYTES)])
+                        self.head = MessageHead(csid, stream_id, type_id, timestamp, first, length)
+                        break
                 else:
                     st.partial += view[p:pos]
         return pos

@@ -7,6 +7,12 @@ leaves to its owner is whether a publish may go ahead: after a `PublishRequested
 processing input (still parsing and queueing it, within a byte limit) until `accept_publish` or
 `reject_publish` is called; call `receive_data(b"")` then to process what was queued.
 
+A video keyframe longer than one chunk is announced (`KeyframeComing`) from its first chunk,
+before the rest of it is parsed, whatever the split of the input. With `pause=True`,
+`receive_data` returns right after such an announcement, so the owner can act on it (close the
+segment the keyframe ends) before the rest of the input is parsed; `input_pending` then says to
+call `receive_data(b"", pause=True)` again.
+
 Errors: any `RtmpProtocolError` from a layer moves the connection to ERROR, queues an
 `onStatus` error for a stream being published, and is re-raised; the owner sends the queued
 bytes and closes. After a rejection (`should_close`), input is ignored.
@@ -150,6 +156,7 @@ class ServerConnection:
         self.app = ""
         self.tc_url = ""
         self._connect_query: dict[str, str] = {}
+        self._paused = False
         self.bytes_received = 0
         self._last_ack = 0
         self._peer_window = 0
@@ -173,20 +180,28 @@ class ServerConnection:
         """Stream ids currently accepted for publishing."""
         return [sid for sid, st in self._streams.items() if st is StreamState.PUBLISHING]
 
+    @property
+    def input_pending(self) -> bool:
+        """True when `receive_data(..., pause=True)` returned at an announcement with input
+        left to parse."""
+        return self._paused
+
     def data_to_send(self) -> bytes:
         out = bytes(self._out)
         self._out.clear()
         return out
 
-    def receive_data(self, data: bytes) -> list[Event]:
-        """Process received bytes; raises RtmpProtocolError (once) on a protocol violation."""
+    def receive_data(self, data: bytes, *, pause: bool = False) -> list[Event]:
+        """Process received bytes; raises RtmpProtocolError (once) on a protocol violation.
+        `pause`: return after a keyframe's announcement (see the module)."""
+        self._paused = False
         if self.state is ConnState.ERROR:
             raise RtmpProtocolError("connection already failed")
         if self.state is ConnState.CLOSING:
             return []
         events: list[Event] = []
         try:
-            self._receive(data, events)
+            self._receive(data, events, pause)
         except RtmpProtocolError as exc:
             self._fail(str(exc))
             raise
@@ -251,7 +266,8 @@ class ServerConnection:
         info = m.status_info(level, code, description, details=name, clientid="airclass")
         self._send_command(stream_id, "onStatus", 0.0, None, info)
 
-    def _receive(self, data: bytes, events: list[Event]) -> None:
+    def _receive(self, data: bytes, events: list[Event], pause: bool) -> None:
+        reader = self._reader
         if data:
             self.bytes_received += len(data)
             if self.state is ConnState.HANDSHAKE:
@@ -263,24 +279,31 @@ class ServerConnection:
             if self._peer_window and self.bytes_received - self._last_ack >= self._peer_window:
                 self._last_ack = self.bytes_received
                 self._send(m.CSID_CONTROL, 0, m.ACKNOWLEDGEMENT, m.acknowledgement(self._last_ack))
-            if data:
-                for msg in self._reader.feed(data):
-                    self._queue.append(msg)
-                    self._queued_bytes += len(msg.payload)
+        if data or reader.head is not None:  # new input, or parsing paused at a head
+            self._enqueue(reader.feed(data))
         queue = self._queue
-        while queue and not self._pending and not self.should_close:
-            msg = queue.popleft()
-            self._queued_bytes -= len(msg.payload)
-            self._handle(msg, events)
-        heads = self._reader.take_heads()
-        if heads and not queue and not self.should_close:
-            # After every message before them; a hint, so dropped while messages wait.
-            for head in heads:
-                self._announce(head, events)
+        while True:
+            while queue and not self._pending and not self.should_close:
+                msg = queue.popleft()
+                self._queued_bytes -= len(msg.payload)
+                self._handle(msg, events)
+            head = reader.head
+            if head is None:
+                break
+            # After every message before it; a hint, so dropped while messages wait.
+            if not queue and not self.should_close and self._announce(head, events) and pause:
+                self._paused = True
+                break
+            self._enqueue(reader.feed(b""))
         if self._queued_bytes > self.limits.max_queued_bytes:
             raise RtmpProtocolError(
                 f"more than {self.limits.max_queued_bytes} bytes sent while publish was pending"
             )
+
+    def _enqueue(self, messages: list[RtmpMessage]) -> None:
+        for msg in messages:
+            self._queue.append(msg)
+            self._queued_bytes += len(msg.payload)
 
     def _handle(self, msg: RtmpMessage, events: list[Event]) -> None:
         t = msg.type_id
@@ -313,14 +336,17 @@ class ServerConnection:
         else:
             log.debug("%s: ignoring message type %d", self.label, t)
 
-    def _announce(self, head: MessageHead, events: list[Event]) -> None:
-        """A video message still arriving: announce it if it is an AVC keyframe (FLV video
-        tag: frame type 1, codec 7, AVC packet type 1, then the composition time)."""
+    def _announce(self, head: MessageHead, events: list[Event]) -> bool:
+        """A video message whose first chunk is parsed: announce it if it is an AVC keyframe
+        (FLV video tag: frame type 1, codec 7, AVC packet type 1, then the composition time).
+        True if announced."""
         if self._streams.get(head.stream_id) is not StreamState.PUBLISHING:
-            return
+            return False
         coming = flv.keyframe_coming(head.timestamp, head.head)
-        if coming is not None:
-            events.append(MediaReceived(head.stream_id, coming))
+        if coming is None:
+            return False
+        events.append(MediaReceived(head.stream_id, coming))
+        return True
 
     def _media(self, msg: RtmpMessage, events: list[Event]) -> None:
         st = self._streams.get(msg.stream_id)

@@ -95,12 +95,16 @@ class _RtmpProtocol(asyncio.Protocol):
         self._last_rx = self._loop.time()
         self._server.stats.bytes_received += len(data)
         try:
-            events = conn.receive_data(data)
-            while events:
+            # Paused at each keyframe's announcement, so the segment it closes is listed
+            # before the rest of the read (the keyframe itself, often) is parsed.
+            events = conn.receive_data(data, pause=True)
+            while True:
                 decided = False
                 for event in events:
                     decided |= self._dispatch(event)
-                events = conn.receive_data(b"") if decided else []
+                if not (decided or conn.input_pending):
+                    break
+                events = conn.receive_data(b"", pause=True)
         except RtmpProtocolError as exc:
             self._server.stats.protocol_errors += 1
             log.warning("rtmp %s %s: protocol error: %s", self._peer, self._paths(), exc)

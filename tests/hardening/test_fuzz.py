@@ -376,7 +376,8 @@ def test_split_avcc_random(data: bytes, size: int) -> None:
 
 
 def drive(conn: ServerConnection, data: bytes, splits: list[int]) -> None:
-    """Feed `data`, accepting any publish, and check the held bytes after every call."""
+    """Feed `data` as the server does (pausing at announcements, accepting any publish) and
+    check the held bytes after every call."""
     limits = conn.limits
     bound = (
         1
@@ -388,15 +389,17 @@ def drive(conn: ServerConnection, data: bytes, splits: list[int]) -> None:
     )
     try:
         for piece in pieces(data, splits):
-            events = conn.receive_data(piece)
-            while events:
+            events = conn.receive_data(piece, pause=True)
+            while True:
+                assert conn.buffered <= bound
                 decided = False
                 for event in events:
                     if isinstance(event, PublishRequested):
                         conn.accept_publish(event.stream_id)
                         decided = True
-                events = conn.receive_data(b"") if decided else []
-            assert conn.buffered <= bound
+                if not (decided or conn.input_pending):
+                    break
+                events = conn.receive_data(b"", pause=True)
             conn.data_to_send()
             if conn.should_close:
                 return

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import contextlib
+import random
 
 import pytest
 from hypothesis import given, settings
@@ -321,28 +322,82 @@ def test_random_input_only_raises_chunk_error(data: bytes) -> None:
         ChunkReader(max_message_size=4096).feed(data)
 
 
-def test_heads_of_announced_messages_still_arriving() -> None:
+def test_parsing_pauses_at_the_first_chunk_of_an_announced_message() -> None:
     body = bytes(range(200)) + bytes(100)  # 300 bytes: 128 + 128 + 44
     first = h0(6, 4000, 300, 9, 1) + body[:128]
     second = basic_header(3, 6) + body[128:256]
     third = basic_header(3, 6) + body[256:]
     audio = h0(5, 3990, 2, 8, 1) + b"AA"
+    head = MessageHead(6, 1, 9, 4000, body[:HEAD_BYTES], 300)
     reader = ChunkReader(announce=frozenset({9}))
+    # Split across feeds: reported at its first chunk, once.
     assert reader.feed(audio + first) == [RtmpMessage(5, 1, 8, 3990, b"AA")]
-    assert reader.take_heads() == [MessageHead(6, 1, 9, 4000, body[:HEAD_BYTES], 300)]
-    assert reader.take_heads() == []
-    assert reader.feed(second) == [] and reader.take_heads() == []  # reported once
-    assert reader.feed(third) == [RtmpMessage(6, 1, 9, 4000, body)]
-    assert reader.take_heads() == []
-    # whole in one feed: nothing to announce; a type not asked for is never announced
-    assert len(reader.feed(h0(6, 4040, 300, 9, 1) + body[:128] + second + third)) == 1
-    reader.feed(h0(5, 4000, 300, 8, 1) + body[:128])
-    assert reader.take_heads() == []
-    # a message aborted in the same feed is not announced
+    assert reader.head == head
+    assert reader.feed(second) == [] and reader.head is None
+    assert reader.feed(third) == [RtmpMessage(6, 1, 9, 4000, body)] and reader.head is None
+    # Whole in one feed: the same pause, with the rest of the input kept for `feed(b"")`.
+    after = h0(5, 4010, 2, 8, 1) + b"BB"
+    message = h0(6, 4040, 300, 9, 1) + body[:128] + second + third
+    assert reader.feed(audio + message + after) == [RtmpMessage(5, 1, 8, 3990, b"AA")]
+    assert reader.head == head._replace(timestamp=4040)
+    assert reader.buffered == len(second + third + after) + 128
+    assert reader.feed(b"") == [
+        RtmpMessage(6, 1, 9, 4040, body), RtmpMessage(5, 1, 8, 4010, b"BB")
+    ]
+    assert reader.head is None and reader.buffered == 0
+    # Input added while paused is parsed after what was left.
+    reader.feed(h0(6, 4080, 300, 9, 1) + body[:128] + second)
+    assert reader.head is not None
+    assert reader.feed(third + after) == [
+        RtmpMessage(6, 1, 9, 4080, body), RtmpMessage(5, 1, 8, 4010, b"BB")
+    ]
+    # A type not asked for, and a message that fits one chunk, never pause.
+    audio_rest = basic_header(3, 5) + body[128:256] + basic_header(3, 5) + body[256:]
+    assert len(reader.feed(h0(5, 4000, 300, 8, 1) + body[:128] + audio_rest)) == 1
+    assert reader.head is None
+    assert reader.feed(h0(6, 4100, 100, 9, 1) + body[:100]) == [
+        RtmpMessage(6, 1, 9, 4100, body[:100])
+    ]
+    assert reader.head is None
+    # A message aborted later was still reported (a hint: what follows decides).
     abort = h0(2, 0, 4, 2, 0) + (6).to_bytes(4, "big")
-    reader.feed(h0(6, 4080, 300, 9, 1) + body[:128] + abort)
-    assert reader.take_heads() == []
-    # and a small chunk size gives a shorter head
+    assert reader.feed(h0(6, 4120, 300, 9, 1) + body[:128] + abort) == []
+    assert reader.head is not None
+    assert reader.feed(b"") == [RtmpMessage(2, 0, 2, 0, (6).to_bytes(4, "big"))]
+    assert reader.buffered == 0
+    # A small chunk size gives a shorter head.
     small = ChunkReader(announce=frozenset({9}))
     small.feed(scs(4) + h0(6, 0, 300, 9, 1) + body[:4])
-    assert small.take_heads() == [MessageHead(6, 1, 9, 0, body[:4], 300)]
+    assert small.head == MessageHead(6, 1, 9, 0, body[:4], 300)
+
+
+@settings(max_examples=200)
+@given(st.binary(min_size=1, max_size=3000), st.lists(st.integers(1, 400), max_size=12))
+def test_any_split_gives_the_same_messages_and_heads(seed: bytes, cuts: list[int]) -> None:
+    """Pausing at heads leaves messages, and where each head falls among them, independent of
+    how the input is split (pauses are resumed at once)."""
+    rng = random.Random(seed)
+    writer = ChunkWriter(128, compress=True)
+    data = b"".join(
+        writer.write(
+            rng.choice((4, 6)), 1, rng.choice((8, 9)), 40 * i, rng.randbytes(rng.randint(1, 500))
+        )
+        for i in range(rng.randint(1, 12))
+    )
+
+    def run(pieces: list[bytes]) -> list[object]:
+        reader = ChunkReader(announce=frozenset({9}))
+        seen: list[object] = []
+        for piece in pieces:
+            seen += reader.feed(piece)
+            while reader.head is not None:
+                seen.append(reader.head)
+                seen += reader.feed(b"")
+        return seen
+
+    pieces, at = [], 0
+    for cut in cuts:
+        pieces.append(data[at : at + cut])
+        at += cut
+    pieces.append(data[at:])
+    assert run(pieces) == run([data])

@@ -189,14 +189,25 @@ def test_gstreamer_like_session() -> None:
     ]
 
 
-def ffmpeg_events(conn: ServerConnection, data: bytes, step: int) -> list[Event]:
+def ffmpeg_events(
+    conn: ServerConnection, data: bytes, step: int, *, pause: bool = False
+) -> list[Event]:
+    """Feed `data` `step` bytes at a time, accepting the publish; with `pause`, resume after
+    every announcement the way the server does, checking that each pause follows one."""
     events: list[Event] = []
     for i in range(0, len(data), step):
-        new = conn.receive_data(data[i : i + step])
-        events += new
-        if new and isinstance(new[-1], PublishRequested):
-            conn.accept_publish(new[-1].stream_id)
-            events += conn.receive_data(b"")
+        new = conn.receive_data(data[i : i + step], pause=pause)
+        while True:
+            events += new
+            decided = bool(new) and isinstance(new[-1], PublishRequested)
+            if decided:
+                conn.accept_publish(new[-1].stream_id)  # type: ignore[union-attr]
+            elif conn.input_pending:
+                assert isinstance(new[-1], MediaReceived)
+                assert isinstance(new[-1].event, KeyframeComing)
+            else:
+                break
+            new = conn.receive_data(b"", pause=pause)
     return events
 
 
@@ -204,14 +215,19 @@ def test_ffmpeg_capture_whole_and_byte_by_byte() -> None:
     data = FFMPEG_CAPTURE.read_bytes()
     whole = ffmpeg_events(ServerConnection(handshake_random=ZERO_RANDOM), data, len(data))
     one_by_one = ffmpeg_events(ServerConnection(handshake_random=ZERO_RANDOM), data, 1)
-    assert not any(isinstance(e, MediaReceived) and isinstance(e.event, KeyframeComing)
-                   for e in whole)  # every message is complete in one feed: nothing to announce
-    # Fed a byte at a time, each keyframe is announced from its first chunk, then comes whole.
-    announced = [e for e in one_by_one
+    paused = ffmpeg_events(ServerConnection(handshake_random=ZERO_RANDOM), data, 997, pause=True)
+    # Each keyframe is announced from its first chunk, then comes whole, whatever the split;
+    # but for the first, which came in the same read as the publish request when fed whole
+    # and was queued until the publish was accepted (an announcement is a hint, dropped then).
+    coming = MediaReceived(1, KeyframeComing(0, 80))
+    assert paused == one_by_one
+    assert coming in one_by_one and coming not in whole
+    one_by_one.remove(coming)
+    assert one_by_one == whole
+    announced = [e for e in paused
                  if isinstance(e, MediaReceived) and isinstance(e.event, KeyframeComing)]
-    assert [e for e in one_by_one if e not in announced] == whole
     for event in announced:
-        after = one_by_one[one_by_one.index(event) + 1 :]
+        after = paused[paused.index(event) + 1 :]
         assert isinstance(after[0], MediaReceived) and isinstance(after[0].event, Frame)
         assert after[0].event.keyframe and (after[0].event.dts, after[0].event.pts) == (
             event.event.dts, event.event.pts,
