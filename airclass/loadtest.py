@@ -429,7 +429,7 @@ def summarize(
             entry["cpu_max"] = max(entry["cpu_max"], float(s.get("process_cpu", 0.0)))
             entry["cpu_sum"] += float(s.get("process_cpu", 0.0))
             entry["n"] += 1
-            entry["rss_max"] = max(entry["rss_max"], float(s.get("process_rss", 0)) / 2**20)
+            entry["rss_max"] = max(entry["rss_max"], float(s.get("process_rss", 0)) / 1e6)
     nodes = {
         node: {
             "cpu_percent_mean": round(v["cpu_sum"] / max(v["n"], 1), 1),

@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         samples: list[dict[str, Any]] = []
         print(f"soak: {args.viewers} viewers for {args.minutes:g} min; slave pid {proc.pid}; "
               f"logs in {tmp}", flush=True)
-        print("     t   rss MB   fds  tasks  threads  viewers", flush=True)
+        print("     t  rss MiB   fds  tasks  threads  viewers", flush=True)
         while loadtest.poll() is None:
             s = sample(proc, slave.api, started)
             samples.append(s)
@@ -166,7 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nafter a {args.warmup:g} s warm-up, last {result['window_s']:.0f} s vs first "
           f"{result['window_s']:.0f} s (medians of {result['first_n']} and "
           f"{result['last_n']} samples):")
-    print(f"  RSS     {result['rss']['first'] / mb:.1f} -> {result['rss']['last'] / mb:.1f} MB "
+    print(f"  RSS     {result['rss']['first'] / mb:.1f} -> {result['rss']['last'] / mb:.1f} MiB "
           f"({result['rss']['percent']:+.2f} %)")
     for key in KEYS[1:]:
         print(f"  {key:<13} {result[key]['first']:g} -> {result[key]['last']:g}")
