@@ -109,6 +109,11 @@ class SentMessage:
     keyframe: bool
 
 
+def _keyframe_start(type_id: int, first: bytes) -> bool:
+    """The first chunk of a video keyframe's coded picture (FLV frame type 1, AVC NALU)."""
+    return type_id == MSG_VIDEO and len(first) > 1 and first[0] >> 4 == 1 and first[1] == 1
+
+
 @dataclass
 class TimingProxy:
     """Forwards one RTMP publisher to `upstream_port`, noting when each media message passes.
@@ -141,7 +146,7 @@ class TimingProxy:
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.upstream_port)
         skip = HANDSHAKE_FROM_CLIENT
-        chunks = ChunkReader(announce=frozenset({MSG_VIDEO}))
+        chunks = ChunkReader(announce=_keyframe_start)
 
         def forward(data: bytes) -> None:
             nonlocal skip
@@ -165,11 +170,9 @@ class TimingProxy:
                         if msg.payload[1] != 1:  # AAC sequence header
                             continue
                         self.sent.append(SentMessage(now, MSG_AUDIO, msg.timestamp, False))
-                head = chunks.head
-                if head is None:
+                if chunks.head is None:
                     break
-                if len(head.head) > 1 and head.head[0] >> 4 == 1 and head.head[1] == 1:
-                    self.keyframe_passed.set()
+                self.keyframe_passed.set()
                 data = b""
 
         link = LinkPacer(self.link_mbit) if self.link_mbit is not None else None

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import struct
+from collections.abc import Callable
 from typing import NamedTuple
 
 from airclass.rtmp.errors import ChunkError
@@ -92,11 +93,12 @@ class ChunkReader:
     Set Chunk Size and Abort are applied here, at the point they occur in the stream (later
     chunks depend on them), and still returned so the caller sees every message.
 
-    For message types in `announce`, parsing pauses after the first chunk of a message that
-    needs more than one: `feed` returns, `head` holds that message's header and first bytes (so
-    a video keyframe's timestamps are known before the rest of it has been parsed, or has even
-    crossed the network), and `feed(b"")` goes on with the input left. So every such message is
-    reported once, at the same point of the stream whatever the split of the input.
+    With `announce(type_id, first_bytes)`, asked at the first chunk of each message that needs
+    more than one, parsing pauses there for the messages it picks: `feed` returns, `head` holds
+    that message's header and first bytes (so a video keyframe's timestamps are known before
+    the rest of it has been parsed, or has even crossed the network), and `feed(b"")` goes on
+    with the input left. So every such message is reported once, at the same point of the
+    stream whatever the split of the input.
     """
 
     def __init__(
@@ -106,12 +108,12 @@ class ChunkReader:
         max_message_size: int = 8 * 1024 * 1024,
         max_chunk_streams: int = 64,
         max_pending_bytes: int = 16 * 1024 * 1024,
-        announce: frozenset[int] = frozenset(),
+        announce: Callable[[int, bytes], bool] | None = None,
     ) -> None:
         self.chunk_size = DEFAULT_CHUNK_SIZE
         self.announce = announce
         self.head: MessageHead | None = None
-        """Set by a `feed` that paused at the first chunk of an `announce` message."""
+        """Set by a `feed` that paused at the first chunk of a message `announce` picked."""
         self.max_chunk_size = min(max_chunk_size, MAX_CHUNK_SIZE_SPEC)
         self.max_message_size = max_message_size
         self.max_chunk_streams = max_chunk_streams
@@ -268,10 +270,13 @@ class ChunkReader:
                     )
                 if st.partial is None:
                     st.partial = bytearray(view[p:pos])
-                    if type_id in self.announce:
+                    if self.announce is not None:
                         first = bytes(view[p:min(pos, p + HEAD_BYTES)])
-                        self.head = MessageHead(csid, stream_id, type_id, timestamp, first, length)
-                        break
+                        if self.announce(type_id, first):
+                            self.head = MessageHead(
+                                csid, stream_id, type_id, timestamp, first, length
+                            )
+                            break
                 else:
                     st.partial += view[p:pos]
         return pos

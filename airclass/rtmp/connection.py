@@ -124,6 +124,11 @@ def _str(value: Any) -> str:
     return value if isinstance(value, str) else ""
 
 
+def _keyframe_start(type_id: int, first: bytes) -> bool:
+    """Where the chunk reader pauses: the first chunk of an AVC keyframe."""
+    return type_id == m.VIDEO and flv.starts_avc_keyframe(first)
+
+
 class ServerConnection:
     """One publisher's RTMP session, without I/O."""
 
@@ -143,7 +148,7 @@ class ServerConnection:
             max_message_size=limits.max_message_size,
             max_chunk_streams=limits.max_chunk_streams,
             max_pending_bytes=limits.max_pending_bytes,
-            announce=frozenset({m.VIDEO}),
+            announce=_keyframe_start,
         )
         self._writer = ChunkWriter()
         self._out = bytearray()
@@ -337,9 +342,8 @@ class ServerConnection:
             log.debug("%s: ignoring message type %d", self.label, t)
 
     def _announce(self, head: MessageHead, events: list[Event]) -> bool:
-        """A video message whose first chunk is parsed: announce it if it is an AVC keyframe
-        (FLV video tag: frame type 1, codec 7, AVC packet type 1, then the composition time).
-        True if announced."""
+        """An AVC keyframe whose first chunk is parsed: announce it if its stream is being
+        published. True if announced."""
         if self._streams.get(head.stream_id) is not StreamState.PUBLISHING:
             return False
         coming = flv.keyframe_coming(head.timestamp, head.head)

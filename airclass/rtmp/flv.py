@@ -84,10 +84,16 @@ def _avc_config(record: bytes) -> VideoConfig:
     return VideoConfig("h264", record)
 
 
+def starts_avc_keyframe(head: bytes) -> bool:
+    """Whether a video message starting with `head` is an AVC keyframe (FLV video tag: frame
+    type 1, codec 7, AVC packet type 1, then the composition time)."""
+    return len(head) >= 5 and head[0] == (1 << 4) | CODEC_AVC and head[1] == 1
+
+
 def keyframe_coming(timestamp: int, head: bytes) -> KeyframeComing | None:
     """The timestamps of the AVC keyframe whose message starts with `head`; None for
     anything else (E-RTMP video is not announced)."""
-    if len(head) < 5 or head[0] != (1 << 4) | CODEC_AVC or head[1] != 1:
+    if not starts_avc_keyframe(head):
         return None
     return KeyframeComing(timestamp, timestamp + _cts(head, 2))
 

@@ -322,6 +322,10 @@ def test_random_input_only_raises_chunk_error(data: bytes) -> None:
         ChunkReader(max_message_size=4096).feed(data)
 
 
+def _video(type_id: int, first: bytes) -> bool:
+    return type_id == 9
+
+
 def test_parsing_pauses_at_the_first_chunk_of_an_announced_message() -> None:
     body = bytes(range(200)) + bytes(100)  # 300 bytes: 128 + 128 + 44
     first = h0(6, 4000, 300, 9, 1) + body[:128]
@@ -329,7 +333,7 @@ def test_parsing_pauses_at_the_first_chunk_of_an_announced_message() -> None:
     third = basic_header(3, 6) + body[256:]
     audio = h0(5, 3990, 2, 8, 1) + b"AA"
     head = MessageHead(6, 1, 9, 4000, body[:HEAD_BYTES], 300)
-    reader = ChunkReader(announce=frozenset({9}))
+    reader = ChunkReader(announce=_video)
     # Split across feeds: reported at its first chunk, once.
     assert reader.feed(audio + first) == [RtmpMessage(5, 1, 8, 3990, b"AA")]
     assert reader.head == head
@@ -365,8 +369,12 @@ def test_parsing_pauses_at_the_first_chunk_of_an_announced_message() -> None:
     assert reader.head is not None
     assert reader.feed(b"") == [RtmpMessage(2, 0, 2, 0, (6).to_bytes(4, "big"))]
     assert reader.buffered == 0
+    # The predicate sees the type and the first bytes, and only its picks pause.
+    picky = ChunkReader(announce=lambda type_id, first: first.startswith(b"\x00\x02"))
+    assert picky.feed(first + second + third) == [RtmpMessage(6, 1, 9, 4000, body)]
+    assert picky.head is None
     # A small chunk size gives a shorter head.
-    small = ChunkReader(announce=frozenset({9}))
+    small = ChunkReader(announce=_video)
     small.feed(scs(4) + h0(6, 0, 300, 9, 1) + body[:4])
     assert small.head == MessageHead(6, 1, 9, 0, body[:4], 300)
 
@@ -386,7 +394,7 @@ def test_any_split_gives_the_same_messages_and_heads(seed: bytes, cuts: list[int
     )
 
     def run(pieces: list[bytes]) -> list[object]:
-        reader = ChunkReader(announce=frozenset({9}))
+        reader = ChunkReader(announce=_video)
         seen: list[object] = []
         for piece in pieces:
             seen += reader.feed(piece)
