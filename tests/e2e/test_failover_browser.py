@@ -1,12 +1,13 @@
 """Failover without a reload, in a real browser: Chromium (Debian's, headless) plays the lecture
-with hls.js from the npm package; the test SIGKILLs the slave the student was assigned to, and
-playback carries on from a backup node listed in the entry playlist, at the same media
-sequence, with no user action."""
+with the student page's player and hls.js from the npm package; the test SIGKILLs the slave
+the student was assigned to, and playback carries on from a backup node listed in the entry
+playlist, at the same media sequence, with no user action."""
 
 from __future__ import annotations
 
 import http.server
 import itertools
+import json
 import signal
 import threading
 import time
@@ -35,40 +36,43 @@ CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
 HLS_JS = ROOT / "node_modules" / "hls.js" / "dist" / "hls.min.js"
+PLAYER_JS = ROOT / "airclass" / "web" / "static" / "player.js"
 MAX_STALL = 4.0
 INTERVAL = 1.0
 MASTER_ARGS = ("--heartbeat-interval", str(INTERVAL), "--heartbeat-timeout", "3")
 SLAVE_ARGS = ("--heartbeat-interval", str(INTERVAL))
 
-# The hls.js settings that make failover fast: one quick retry of a failed playlist or
-# segment, then the next redundant variant (hls.js 1.5+ turns redundant variants into
-# pathways "." "..", "..." and moves to the next pathway when one fails).
+# The student page's player (airclass/web/static/player.js: its hls.js settings, its own
+# recovery) on a bare page, with hls.js's events logged. It is given no way to ask the master
+# for another node, so playback can only carry on through the entry playlist's backup variant.
 PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>failover</title><script src="/hls.min.js"></script>
+<script src="/player.js"></script>
 </head><body><video id="v" muted autoplay playsinline></video><script>
-const policy = (ttfb, load) => ({default: {
-  maxTimeToFirstByteMs: ttfb, maxLoadTimeMs: load,
-  timeoutRetry: {maxNumRetry: 1, retryDelayMs: 0, maxRetryDelayMs: 0},
-  errorRetry: {maxNumRetry: 1, retryDelayMs: 250, maxRetryDelayMs: 500},
-}});
 window.log = {samples: [], frags: [], levels: [], errors: []};
+const Base = window.Hls;
+window.Hls = class extends Base {
+  constructor(config) {
+    super(config);
+    // LL-HLS: a segment still being made is played from its parts and has no URL of its own.
+    this.on(Base.Events.FRAG_CHANGED, (_e, d) =>
+      log.frags.push([performance.now(), d.frag.sn, new URL(d.frag.url || d.frag.baseurl).host]));
+    this.on(Base.Events.LEVEL_LOADED, (_e, d) =>
+      log.levels.push([performance.now(), d.details.startSN, d.details.endSN,
+                       new URL(d.details.url).host]));
+    this.on(Base.Events.ERROR, (_e, d) => log.errors.push([performance.now(), d.details, d.fatal]));
+  }
+};
 const video = document.getElementById("v");
-const src = new URLSearchParams(location.search).get("src");
-const hls = new Hls({
-  playlistLoadPolicy: policy(2000, 4000),
-  fragLoadPolicy: policy(2000, 8000),
+const reply = JSON.parse(new URLSearchParams(location.search).get("reply"));
+window.player = new AirPlayer(video, {
+  getTicket: async () => {
+    log.errors.push([performance.now(), "the player asked for another node", true]);
+    throw Object.assign(new Error("no other node in this test"), {fatal: true});
+  },
+  muted: true,
 });
-// LL-HLS: a segment still being made is played from its parts and has no URL of its own yet.
-hls.on(Hls.Events.FRAG_CHANGED, (_e, d) =>
-  log.frags.push([performance.now(), d.frag.sn, new URL(d.frag.url || d.frag.baseurl).host]));
-hls.on(Hls.Events.LEVEL_LOADED, (_e, d) =>
-  log.levels.push([performance.now(), d.details.startSN, d.details.endSN,
-                   new URL(d.details.url).host]));
-hls.on(Hls.Events.ERROR, (_e, d) =>
-  log.errors.push([performance.now(), d.details, d.fatal]));
-hls.on(Hls.Events.MANIFEST_PARSED, () => video.play().catch(() => {}));
-hls.loadSource(src);
-hls.attachMedia(video);
+player.start(reply);
 let last = -1;
 setInterval(() => {
   if (video.currentTime !== last) {
@@ -98,6 +102,8 @@ class FailoverResult:
     first_sn_after: int
     sns: list[int]
     errors: list[Any]
+    unsticks: int
+    """Times the player re-attached the media to get hls.js loading again (see player.js)."""
 
 
 class _PageHandler(http.server.BaseHTTPRequestHandler):
@@ -107,6 +113,8 @@ class _PageHandler(http.server.BaseHTTPRequestHandler):
             body, kind = PAGE.encode(), "text/html; charset=utf-8"
         elif path == "/hls.min.js":
             body, kind = HLS_JS.read_bytes(), "text/javascript"
+        elif path == "/player.js":
+            body, kind = PLAYER_JS.read_bytes(), "text/javascript"
         else:
             self.send_error(404)
             return
@@ -190,7 +198,7 @@ def run_failover(cluster: Cluster, tmp_path: Path, page_base: str, *,
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             try:
                 page = browser.new_page()
-                page.goto(f"{page_base}/?src={quote(reply['hls_url'], safe='')}")
+                page.goto(f"{page_base}/?reply={quote(json.dumps(reply), safe='')}")
                 # currentTime is the stream's clock, which a live player joins at several
                 # seconds in: wait for 3 s played, counted from the first frame shown.
                 page.wait_for_function(PLAYED_3_S, timeout=30_000)
@@ -199,7 +207,9 @@ def run_failover(cluster: Cluster, tmp_path: Path, page_base: str, *,
                 t_end = time.monotonic() + watch_after
                 while time.monotonic() < t_end:
                     page.wait_for_timeout(500)
-                log = page.evaluate("({...window.log, now: performance.now()})")
+                log = page.evaluate(
+                    "({...window.log, now: performance.now(), unsticks: player.unsticks})"
+                )
             finally:
                 browser.close()
     finally:
@@ -225,6 +235,7 @@ def run_failover(cluster: Cluster, tmp_path: Path, page_base: str, *,
         first_sn_after=after[0][1] if after else -1,
         sns=[sn for _, sn, _ in frags],
         errors=log["errors"],
+        unsticks=int(log["unsticks"]),
     )
 
 
@@ -234,7 +245,8 @@ def test_killing_the_students_node_keeps_the_video_playing(
 ) -> None:
     result = run_failover(cluster, tmp_path, page_server)
     print(f"failover: stall {result.stall:.2f} s, {result.primary_host} -> "
-          f"{result.backup_host}, sn {result.last_sn_before} -> {result.first_sn_after}")
+          f"{result.backup_host}, sn {result.last_sn_before} -> {result.first_sn_after}, "
+          f"unsticks {result.unsticks}")
     assert result.backup_host, f"playback never moved to a backup node: {result.errors}"
     assert result.advanced >= 10, f"only {result.advanced:.1f} s played after the kill"
     assert result.stall <= MAX_STALL, f"video stood still for {result.stall:.2f} s"

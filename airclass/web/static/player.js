@@ -192,8 +192,21 @@
         // behind the live edge. A live-sync count given to the constructor would override
         // PART-HOLD-BACK, so the plain-HLS distance (two segments) is set on the live config
         // afterwards: hls.js uses it only for playlists without a hold-back.
+        // A school LAN: a node that refuses a request or sends nothing for 2 s is down. One
+        // quick retry, then hls.js moves to the backup node's variant of the entry playlist
+        // (a pathway of its own), instead of retrying the dead node for seconds (hls.js's
+        // defaults: up to 6 retries, 1-8 s apart). Blocking playlist reloads keep hls.js's
+        // own, shorter bound. When every node has failed, the error is fatal: rejoin below.
+        const policy = (ttfb, load) => ({ default: {
+          maxTimeToFirstByteMs: ttfb,
+          maxLoadTimeMs: load,
+          timeoutRetry: { maxNumRetry: 1, retryDelayMs: 0, maxRetryDelayMs: 0 },
+          errorRetry: { maxNumRetry: 1, retryDelayMs: 250, maxRetryDelayMs: 500 },
+        } });
         const hls = new Hls({
           lowLatencyMode: true,
+          playlistLoadPolicy: policy(2000, 4000),
+          fragLoadPolicy: policy(2000, 8000),
           maxLiveSyncPlaybackRate: 1.2,
           backBufferLength: 30,
           xhrSetup: (xhr, requested) => { xhr.open("GET", this.rewrite(requested), true); },
