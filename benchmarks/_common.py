@@ -36,6 +36,7 @@ if str(ROOT) not in sys.path:
 
 from airclass.auth.sessions import SessionSigner  # noqa: E402
 from airclass.rtmp.chunk import ChunkReader  # noqa: E402
+from airclass.rtmp.flv import starts_avc_keyframe  # noqa: E402
 from tests.e2e.conftest import Cluster, LinkPacer, free_port, need, pipe, wait_for  # noqa: E402
 
 STREAM = "live/bench"
@@ -110,8 +111,8 @@ class SentMessage:
 
 
 def _keyframe_start(type_id: int, first: bytes) -> bool:
-    """The first chunk of a video keyframe's coded picture (FLV frame type 1, AVC NALU)."""
-    return type_id == MSG_VIDEO and len(first) > 1 and first[0] >> 4 == 1 and first[1] == 1
+    """The first chunk of an AVC keyframe (where the slave's own chunk reader pauses)."""
+    return type_id == MSG_VIDEO and starts_avc_keyframe(first)
 
 
 @dataclass

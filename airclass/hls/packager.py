@@ -278,11 +278,13 @@ class HlsPackager:
 
     def on_event(self, event: MediaEvent) -> None:
         if isinstance(event, Frame):
-            if self._listed is not None and self._segmenter.is_announced(event):
-                self._on_announced_keyframe(event)
-                return
-            self._finish_listed()
-            self._on_frame(event)
+            # The keyframe whose announcement listed the open segment closes it as a keyframe
+            # closes a segment by itself: the listed segment's last frames wait for the frame
+            # after it (the playlist is out before that work).
+            closing = self._listed is not None and self._segmenter.is_announced(event)
+            if not closing:
+                self._finish_listed()
+            self._on_frame(event, closing)
             return
         self._finish_listed()
         if isinstance(event, VideoConfig):
@@ -450,7 +452,7 @@ class HlsPackager:
                 self._segmenter.mark_discontinuity()
                 self._force_discontinuity = True
 
-    def _on_frame(self, frame: Frame) -> None:
+    def _on_frame(self, frame: Frame, closing: bool = False) -> None:
         if (self._video if frame.kind == "video" else self._audio) is None:
             self._unconfigured_frames += 1
             return
@@ -460,16 +462,9 @@ class HlsPackager:
         closed = self._segmenter.push(frame, self._now())
         for pending in closed:
             self._emit(pending)
-        if not closed:
+        if not (closed or closing):
             self._mux_ahead()
             self._prepare_draft()
-
-    def _on_announced_keyframe(self, frame: Frame) -> None:
-        """The keyframe an announcement listed the open segment for: it starts the next
-        segment, and the listed one's last frames wait for the frame after it, as they do when
-        a keyframe closes a segment by itself (the playlist is out before that work)."""
-        for pending in self._segmenter.push(frame, self._now()):
-            self._emit(pending)
 
     def _on_keyframe_coming(self, coming: KeyframeComing) -> None:
         """Plain mode: the keyframe that closes the open segment is still arriving; list the
