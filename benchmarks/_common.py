@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import re
 import resource
 import statistics
@@ -22,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Hashable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urljoin, urlsplit
@@ -279,6 +280,8 @@ class Latencies:
     """The keyframe that closes the segment has passed → listed: the server's own time (no
     server can list a segment before the frame that ends it has arrived)."""
     durations: list[float] = field(default_factory=list)
+    closing_dts: list[int] = field(default_factory=list)
+    """The closing keyframe's timestamp (ms): the same segment in two publishes of one file."""
 
 
 def latencies(listed: list[Listed], sent: list[SentMessage]) -> Latencies:
@@ -297,7 +300,74 @@ def latencies(listed: list[Listed], sent: list[SentMessage]) -> Latencies:
         out.from_last_frame.append(seg.seen - sent[keys[nearest] - 1].wall)
         out.from_cut.append(seg.seen - sent[keys[nearest]].wall)
         out.durations.append(seg.duration)
+        out.closing_dts.append(key_dts[nearest])
     return out
+
+
+def median_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
+    """A distribution-free interval for the median (the sign test's order statistics): the k-th
+    smallest and k-th largest value, k the largest with P(Binomial(n, ½) < k) ≤ (1 − c)/2.
+    The whole range when n is too small for that confidence."""
+    xs = sorted(values)
+    n = len(xs)
+    if not n:
+        raise ValueError("no values")
+    tail = (1.0 - confidence) / 2
+    k, cdf = 0, 0.0
+    while k < n // 2 and cdf + math.comb(n, k) / 2**n <= tail:
+        cdf += math.comb(n, k) / 2**n
+        k += 1
+    if k == 0:
+        return xs[0], xs[-1]
+    return xs[k - 1], xs[n - k]
+
+
+@dataclass(frozen=True)
+class Paired:
+    """Per segment, a − b, in seconds: two publishes of the same file to two servers, each
+    segment matched by the keyframe that closes it. The publisher's own gap before that keyframe
+    (0–21 ms in the source, as audio and video interleave) is the same for both and cancels, so
+    a difference of a tenth of a millisecond shows in a 30 s run, where comparing the two
+    medians leaves it inside the gap's spread."""
+
+    differences: list[float]
+    low: float
+    high: float
+    """`median_interval` of the differences (95 %)."""
+    earlier: int
+    """Segments a listed sooner than b."""
+    later: int
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.differences)
+
+    def verdict(self) -> str:
+        if 2 * 0.5 ** len(self.differences) > 0.05:  # even the whole range is not 95 %
+            return "too few segments to tell"
+        if self.high < 0:
+            return "lower"
+        if self.low > 0:
+            return "higher"
+        return "level (no difference at 95 %)"
+
+    def describe(self, a: str, b: str) -> str:
+        return (f"{a} − {b} per segment: median {self.median * 1000:+.3f} ms, "
+                f"95 % interval {self.low * 1000:+.3f} … {self.high * 1000:+.3f} ms, "
+                f"{a} sooner in {self.earlier}, later in {self.later} of "
+                f"{len(self.differences)}: {self.verdict()}")
+
+
+def paired(a: Sequence[float], a_keys: Sequence[Hashable],
+           b: Sequence[float], b_keys: Sequence[Hashable]) -> Paired | None:
+    """`Paired` over the segments both lists have, keyed by their closing keyframe's dts (or by
+    (round, dts) over several publishes); None if they have none in common."""
+    b_by_key = dict(zip(b_keys, b, strict=True))
+    diffs = [v - b_by_key[k] for v, k in zip(a, a_keys, strict=True) if k in b_by_key]
+    if not diffs:
+        return None
+    low, high = median_interval(diffs)
+    return Paired(diffs, low, high, sum(d < 0 for d in diffs), sum(d > 0 for d in diffs))
 
 
 # -- the two servers -------------------------------------------------------------------------

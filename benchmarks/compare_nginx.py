@@ -17,7 +17,8 @@ published with `ffmpeg -re -c copy`. Measured, in this order:
    time); then the same in plain HLS for both with the publisher's bytes paced at
    `--link-mbit` (100 Mbit/s: a teacher's PC on the school LAN), where a keyframe takes its
    size's transmission time to arrive (AIRClass lists the segment it closes from its first
-   chunk; nginx-rtmp once all of it is in);
+   chunk; nginx-rtmp once all of it is in). Each plain-HLS pair is also compared per segment
+   (`_common.Paired`: the publisher's gap before a closing keyframe cancels);
 2. ingest CPU of the server process during a publish with no viewer;
 3. with a looping publish to both: segment throughput with wrk (the newest full segment of each
    server's playlist, so the sizes are those of the same 2 s of the same stream), and playlist
@@ -57,6 +58,7 @@ from benchmarks._common import (
     measure_cpu,
     measure_latency,
     nginx_rtmp,
+    paired,
     parse_media_playlist,
     publish,
     resolve,
@@ -85,6 +87,10 @@ class Figures:
     link_latencies_ms: list[float] = field(default_factory=list)
     link_cut_latencies_ms: list[float] = field(default_factory=list)
     """Plain HLS (AIRClass: the plain slave) with the publisher behind a `--link-mbit` link."""
+    closing_dts: list[int] = field(default_factory=list)
+    plain_closing_dts: list[int] = field(default_factory=list)
+    link_closing_dts: list[int] = field(default_factory=list)
+    """Each latency list's segments by their closing keyframe (for `_common.paired`)."""
     segment_durations: list[float] = field(default_factory=list)
     ingest_cpu: float = 0.0
     segment_bytes: int = 0
@@ -154,6 +160,14 @@ def verdict(value: float, goal: float, higher_is_better: bool) -> str:
     return "met" if met else "MISSED"
 
 
+def paired_line(a_ms: list[float], a_dts: list[int],
+                b_ms: list[float], b_dts: list[int]) -> list[str]:
+    """The two servers paired per segment (`_common.Paired`), as one line (none if they have
+    no segment in common)."""
+    both = paired([v / 1000 for v in a_ms], a_dts, [v / 1000 for v in b_ms], b_dts)
+    return [] if both is None else [f"  paired: {both.describe('airclass', 'nginx')}"]
+
+
 def report(figures: dict[str, Figures], args: argparse.Namespace, source: Path) -> list[str]:
     a, n = figures["airclass"], figures["nginx"]
     assert a.segment and n.segment and a.playlist and n.playlist
@@ -173,9 +187,13 @@ def report(figures: dict[str, Figures], args: argparse.Namespace, source: Path) 
             f"  airclass LL-HLS (default): {summary([v / 1000 for v in a.latencies_ms])}",
             f"  airclass plain HLS:        {summary([v / 1000 for v in a.plain_latencies_ms])}",
             f"  nginx-rtmp (plain HLS):    {summary([v / 1000 for v in n.latencies_ms])}",
+            *paired_line(a.plain_latencies_ms, a.plain_closing_dts,
+                         n.latencies_ms, n.closing_dts),
             "the server's own part (the keyframe that closes the segment has arrived → listed):",
             f"  airclass plain HLS:        {summary([v / 1000 for v in a.plain_cut_latencies_ms])}",
             f"  nginx-rtmp (plain HLS):    {summary([v / 1000 for v in n.cut_latencies_ms])}",
+            *paired_line(a.plain_cut_latencies_ms, a.plain_closing_dts,
+                         n.cut_latencies_ms, n.closing_dts),
         ]
         if a.link_latencies_ms and n.link_latencies_ms:
             lines += [
@@ -183,8 +201,12 @@ def report(figures: dict[str, Figures], args: argparse.Namespace, source: Path) 
                 "from the closing keyframe's last byte):",
                 f"  airclass: {summary([v / 1000 for v in a.link_latencies_ms])}",
                 f"  nginx:    {summary([v / 1000 for v in n.link_latencies_ms])}",
+                *paired_line(a.link_latencies_ms, a.link_closing_dts,
+                             n.link_latencies_ms, n.link_closing_dts),
                 f"  airclass: {summary([v / 1000 for v in a.link_cut_latencies_ms])}",
                 f"  nginx:    {summary([v / 1000 for v in n.link_cut_latencies_ms])}",
+                *paired_line(a.link_cut_latencies_ms, a.link_closing_dts,
+                             n.link_cut_latencies_ms, n.link_closing_dts),
             ]
         plain, nginx = statistics.median(a.plain_latencies_ms), statistics.median(n.latencies_ms)
         rows += [
@@ -272,6 +294,7 @@ def main() -> int:
                 raise RuntimeError(f"{kind}: no segment was listed")
             figures[kind].latencies_ms = [v * 1000 for v in lat.from_last_frame]
             figures[kind].cut_latencies_ms = [v * 1000 for v in lat.from_cut]
+            figures[kind].closing_dts = lat.closing_dts
             figures[kind].segment_durations = lat.durations
             time.sleep(1.0)
             print(f"{kind}: ingest CPU ({args.seconds} s publish, no viewer) ...", flush=True)
@@ -286,6 +309,7 @@ def main() -> int:
                     raise RuntimeError("airclass --no-low-latency: no segment was listed")
                 figures["airclass"].plain_latencies_ms = [v * 1000 for v in lat.from_last_frame]
                 figures["airclass"].plain_cut_latencies_ms = [v * 1000 for v in lat.from_cut]
+                figures["airclass"].plain_closing_dts = lat.closing_dts
                 paced_runs = (("airclass", plain), ("nginx", targets["nginx"]))
                 for kind, target in paced_runs if args.link_mbit else ():
                     print(f"{kind} (plain HLS): ingest latency over a {args.link_mbit:g} Mbit/s "
@@ -298,6 +322,7 @@ def main() -> int:
                         raise RuntimeError(f"{kind} over the paced link: no segment was listed")
                     figures[kind].link_latencies_ms = [v * 1000 for v in paced.from_last_frame]
                     figures[kind].link_cut_latencies_ms = [v * 1000 for v in paced.from_cut]
+                    figures[kind].link_closing_dts = paced.closing_dts
 
         print("HTTP: looping publish to both servers ...", flush=True)
         publishers = [
