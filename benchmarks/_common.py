@@ -322,6 +322,13 @@ def median_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[
     return xs[k - 1], xs[n - k]
 
 
+NOT_LATER_MARGIN = 0.0005
+"""How much later than the baseline a server may list a segment and still meet "latency ≤ the
+baseline's" (seconds): half a millisecond, inside the poller's own wake-up on these cores
+(40–650 µs) and a thirtieth of the publisher's 0–21 ms gap before a keyframe; a plain-HLS
+player reloads its playlist about once a target duration (2 s), so no viewer can see it."""
+
+
 @dataclass(frozen=True)
 class Paired:
     """Per segment, a − b, in seconds: two publishes of the same file to two servers, each
@@ -350,6 +357,16 @@ class Paired:
         if self.low > 0:
             return "higher"
         return "level (no difference at 95 %)"
+
+    def not_later(self, margin: float = NOT_LATER_MARGIN) -> str:
+        """The target "a ≤ b" as a non-inferiority test: "met" when the interval's upper end is
+        at most `margin` later (a one-sided bound at 97.5 %: a shown not to be later than b by
+        more than the margin), "MISSED" when it reaches beyond."""
+        if self.verdict() == "too few segments to tell":
+            return "too few segments to tell"
+        met = self.high <= margin
+        return (f"{'met' if met else 'MISSED'} (paired: upper end {self.high * 1000:+.2f} ms "
+                f"{'≤' if met else '>'} +{margin * 1000:.2f} ms)")
 
     def describe(self, a: str, b: str) -> str:
         return (f"{a} − {b} per segment: median {self.median * 1000:+.3f} ms, "

@@ -27,8 +27,12 @@ published with `ffmpeg -re -c copy`. Measured, in this order:
    nginx serves files with no check at all. Runs go A-B-B-A to cancel drift on a shared machine;
 4. memory: each server's RSS with the stream live, after the HTTP runs.
 
-Prints each figure for both servers and the ratio AIRClass/nginx with the issue's targets. The
-figures are reports, not assertions: the exit status is 0 whether targets are met or not.
+Prints each figure for both servers and the ratio AIRClass/nginx with the issue's targets.
+"Latency ≤ nginx's" is decided on the paired differences, as a non-inferiority test
+(`Paired.not_later`): met when their median's 95 % interval ends at most 0.5 ms later than
+nginx (`_common.NOT_LATER_MARGIN`), since two servers that list at the same instant can only
+ever come out level, never reliably "≤". The figures are reports, not assertions: the exit
+status is 0 whether targets are met or not.
 """
 
 from __future__ import annotations
@@ -50,6 +54,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks._common import (
+    Paired,
     Target,
     WrkResult,
     airclass_slave,
@@ -160,12 +165,24 @@ def verdict(value: float, goal: float, higher_is_better: bool) -> str:
     return "met" if met else "MISSED"
 
 
+def paired_ms(a_ms: list[float], a_dts: list[int],
+              b_ms: list[float], b_dts: list[int]) -> Paired | None:
+    return paired([v / 1000 for v in a_ms], a_dts, [v / 1000 for v in b_ms], b_dts)
+
+
 def paired_line(a_ms: list[float], a_dts: list[int],
                 b_ms: list[float], b_dts: list[int]) -> list[str]:
     """The two servers paired per segment (`_common.Paired`), as one line (none if they have
     no segment in common)."""
-    both = paired([v / 1000 for v in a_ms], a_dts, [v / 1000 for v in b_ms], b_dts)
+    both = paired_ms(a_ms, a_dts, b_ms, b_dts)
     return [] if both is None else [f"  paired: {both.describe('airclass', 'nginx')}"]
+
+
+def not_later(a_ms: list[float], a_dts: list[int],
+              b_ms: list[float], b_dts: list[int]) -> str:
+    """The "≤ nginx" target, decided on the paired differences (`Paired.not_later`)."""
+    both = paired_ms(a_ms, a_dts, b_ms, b_dts)
+    return "no segment in common" if both is None else both.not_later()
 
 
 def report(figures: dict[str, Figures], args: argparse.Namespace, source: Path) -> list[str]:
@@ -211,7 +228,8 @@ def report(figures: dict[str, Figures], args: argparse.Namespace, source: Path) 
         plain, nginx = statistics.median(a.plain_latencies_ms), statistics.median(n.latencies_ms)
         rows += [
             ("ingest→playlist latency, median ms", plain, nginx,
-             "≤ 1.00 " + verdict(ratio(plain, nginx), 1.0, False)),
+             "≤ nginx: " + not_later(a.plain_latencies_ms, a.plain_closing_dts,
+                                     n.latencies_ms, n.closing_dts)),
             ("  from the closing keyframe", statistics.median(a.plain_cut_latencies_ms),
              statistics.median(n.cut_latencies_ms), "(the server's own time)"),
             ("  same, LL-HLS full segment", statistics.median(a.latencies_ms), nginx,
@@ -222,7 +240,8 @@ def report(figures: dict[str, Figures], args: argparse.Namespace, source: Path) 
                       statistics.median(n.link_latencies_ms))
             rows += [
                 (f"  over a {args.link_mbit:g} Mbit/s link", *linked,
-                 "≤ 1.00 " + verdict(ratio(*linked), 1.0, False)),
+                 "≤ nginx: " + not_later(a.link_latencies_ms, a.link_closing_dts,
+                                         n.link_latencies_ms, n.link_closing_dts)),
                 ("    from the closing keyframe", statistics.median(a.link_cut_latencies_ms),
                  statistics.median(n.link_cut_latencies_ms), "(< 0: listed before it is in)"),
             ]

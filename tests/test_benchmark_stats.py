@@ -75,3 +75,24 @@ def test_latencies_per_segment_from_last_frame_and_from_the_closing_keyframe() -
     assert out.durations == [2.0, 2.0, 2.0]
     assert out.from_cut == pytest.approx([0.0004, 0.0006, 0.0005], abs=1e-9)
     assert out.from_last_frame == pytest.approx([0.0104, 0.0106, 0.0105], abs=1e-9)
+
+
+def test_not_later_is_a_non_inferiority_test_with_half_a_millisecond() -> None:
+    keys = list(range(2000, 2000 * 31, 2000))
+    base = [0.0110] * 30
+    # Level: ±0.1 ms around nginx, so the interval's upper end is +0.1 ms.
+    level = paired([0.0110 + (0.0001 if i % 2 else -0.0001) for i in range(30)], keys,
+                   base, keys)
+    assert level is not None
+    assert level.not_later() == "met (paired: upper end +0.10 ms ≤ +0.50 ms)"
+    # Shown later, but by less than the margin: still not later than nginx for any viewer.
+    slightly = paired([0.0113] * 30, keys, base, keys)
+    assert slightly is not None and slightly.verdict() == "higher"
+    assert slightly.not_later() == "met (paired: upper end +0.30 ms ≤ +0.50 ms)"
+    # An interval reaching past the margin misses, even when its median is below it.
+    spread = paired([0.0110 + 0.0001 * (i - 10) for i in range(30)], keys, base, keys)
+    assert spread is not None and spread.median == pytest.approx(0.00045)
+    assert spread.not_later() == "MISSED (paired: upper end +1.00 ms > +0.50 ms)"
+    assert spread.not_later(margin=0.0015) == "met (paired: upper end +1.00 ms ≤ +1.50 ms)"
+    five = paired([0.0110] * 5, keys[:5], base[:5], keys[:5])
+    assert five is not None and five.not_later() == "too few segments to tell"
