@@ -25,8 +25,10 @@ publisher leaves, is left out. Polling adds a round trip or so to both servers. 
 printed: the same from the keyframe that closes the segment (the server's own time), and
 both paired per segment (`_common.Paired`): the publisher's gap before each closing keyframe
 is the same in both publishes of the file and cancels, which leaves the servers' difference
-with a 95 % interval for its median. The goal "≤ nginx" is decided on it as a non-inferiority
-test (`Paired.not_later`: the interval ends at most 0.5 ms later than nginx).
+with a 95 % interval for its median. The goal "≤ nginx" is decided on the server's own part,
+paired, as a non-inferiority test (`Paired.not_later`: the interval ends at most 0.5 ms later
+than nginx); the publisher's gap before the keyframe is not the server's, and as ffmpeg `-re`
+wakes every 10 ms its phase can differ between the two publishes.
 
 CPU: a second publish with no proxy and no viewer; the server process's CPU time over the
 middle of the run, as % of one core (psutil).
@@ -129,13 +131,13 @@ def main() -> int:
     last = paired(a.latencies.from_last_frame, a.keys, n.latencies.from_last_frame, n.keys)
     if last is not None:
         print(f"  {last.describe('airclass', 'nginx')}")
-        print(f"  goal airclass ≤ nginx: {last.not_later()}")
     print("the server's own part (the keyframe that closes the segment has arrived → listed):")
     for name, r in results.items():
         print(f"  {name:>8}: {summary(r.latencies.from_cut)}")
     cut = paired(a.latencies.from_cut, a.keys, n.latencies.from_cut, n.keys)
     if cut is not None:
         print(f"  {cut.describe('airclass', 'nginx')}")
+        print(f"  goal airclass ≤ nginx: {cut.not_later()}")
     print("ingest CPU of the server process, % of one core, no viewers:")
     for name, r in results.items():
         print(f"  {name:>8}: {r.cpu:5.2f} %")
