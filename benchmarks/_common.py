@@ -324,9 +324,9 @@ def median_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[
 
 NOT_LATER_MARGIN = 0.0005
 """How much later than the baseline a server may list a segment and still meet "latency ≤ the
-baseline's" (seconds): half a millisecond, inside the poller's own wake-up on these cores
-(40–650 µs) and a thirtieth of the publisher's 0–21 ms gap before a keyframe; a plain-HLS
-player reloads its playlist about once a target duration (2 s), so no viewer can see it."""
+baseline's" (seconds): half a millisecond, a fortieth of the publisher's 0–21 ms gap before a
+keyframe; a plain-HLS player reloads its playlist about once a target duration (2 s), so no
+viewer can see it."""
 
 
 @dataclass(frozen=True)
@@ -349,8 +349,13 @@ class Paired:
     def median(self) -> float:
         return statistics.median(self.differences)
 
+    @property
+    def too_few(self) -> bool:
+        """Even the whole range of the differences is not a 95 % interval."""
+        return 2 * 0.5 ** len(self.differences) > 0.05
+
     def verdict(self) -> str:
-        if 2 * 0.5 ** len(self.differences) > 0.05:  # even the whole range is not 95 %
+        if self.too_few:
             return "too few segments to tell"
         if self.high < 0:
             return "lower"
@@ -362,7 +367,7 @@ class Paired:
         """The target "a ≤ b" as a non-inferiority test: "met" when the interval's upper end is
         at most `margin` later (a one-sided bound at 97.5 %: a shown not to be later than b by
         more than the margin), "MISSED" when it reaches beyond."""
-        if self.verdict() == "too few segments to tell":
+        if self.too_few:
             return "too few segments to tell"
         met = self.high <= margin
         return (f"{'met' if met else 'MISSED'} (paired: upper end {self.high * 1000:+.2f} ms "

@@ -30,8 +30,8 @@ published with `ffmpeg -re -c copy`. Measured, in this order:
 Prints each figure for both servers and the ratio AIRClass/nginx with the issue's targets.
 "Latency ≤ nginx's" is decided on the server's own part, from the keyframe that closes each
 segment: what comes before it (the publisher's gap between the segment's last frame and that
-keyframe, 2, 12 or 22 ms as ffmpeg `-re` wakes every 10 ms) is the publisher's, and its phase
-differs from one publish to the next, so pairing from the last frame does not always cancel
+keyframe, 2, 12 or 22 ms as ffmpeg `-re` waits 10 ms at a time) is the publisher's, and it
+can differ from one publish to the next, so pairing from the last frame does not always cancel
 it. The decision is a non-inferiority test on the paired differences (`Paired.not_later`):
 met when their median's 95 % interval ends at most 0.5 ms later than nginx
 (`_common.NOT_LATER_MARGIN`), since two servers that list at the same instant can only ever

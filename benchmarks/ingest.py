@@ -23,12 +23,12 @@ that starts the next one (cumulated EXTINF snapped to the publisher's keyframes)
 frame is the message sent just before that keyframe. The final segment, closed when the
 publisher leaves, is left out. Polling adds a round trip or so to both servers. Also
 printed: the same from the keyframe that closes the segment (the server's own time), and
-both paired per segment (`_common.Paired`): the publisher's gap before each closing keyframe
-is the same in both publishes of the file and cancels, which leaves the servers' difference
-with a 95 % interval for its median. The goal "≤ nginx" is decided on the server's own part,
-paired, as a non-inferiority test (`Paired.not_later`: the interval ends at most 0.5 ms later
-than nginx); the publisher's gap before the keyframe is not the server's, and as ffmpeg `-re`
-wakes every 10 ms its phase can differ between the two publishes.
+both paired per segment (`_common.Paired`), which leaves the servers' difference with a 95 %
+interval for its median. From the last frame, that cancels the publisher's gap before each
+closing keyframe only when it falls alike in both publishes of the file, and as ffmpeg `-re`
+waits 10 ms at a time it can differ by 10 ms; so the goal "≤ nginx" is decided on the
+server's own part, paired, as a non-inferiority test (`Paired.not_later`: the interval ends
+at most 0.5 ms later than nginx).
 
 CPU: a second publish with no proxy and no viewer; the server process's CPU time over the
 middle of the run, as % of one core (psutil).
