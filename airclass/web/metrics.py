@@ -234,6 +234,16 @@ def slave_families(
         "the rest of it had arrived.",
         labels=["stream"],
     )
+    lag = gauge(
+        "airclass_ingest_lag_seconds",
+        "How far behind real time the publisher's latest frame arrived.",
+        labels=["stream"],
+    )
+    falls = counter(
+        "airclass_ingest_falls_behind",
+        "Times the publisher fell half a second or more behind real time.",
+        labels=["stream"],
+    )
     for path, stream in sorted(node.streams.streams.items()):
         packager = stream.packager
         entry = stats["streams"].get(path, {})
@@ -247,7 +257,11 @@ def slave_families(
         ring.add_metric([path], packager.total_bytes)
         segments.add_metric([path], packager.segments_made)
         announced.add_metric([path], packager.segments_announced)
-    yield from (viewers, served, publishing, frames, ingest, bitrate, ring, segments, announced)
+        lag.add_metric([path], stream.lag.current)
+        falls.add_metric([path], stream.lag.falls)
+    yield from (
+        viewers, served, publishing, frames, ingest, lag, falls, bitrate, ring, segments, announced
+    )
 
     if relay_lag is not None:
         relay = gauge(

@@ -77,6 +77,8 @@ class SlaveNode:
                 "keyframe_interval": packager.keyframe_interval,
                 "target_duration": packager.target_duration,
                 "ring_bytes": packager.total_bytes,
+                "ingest_lag": round(stream.lag.current, 3),
+                "ingest_falls_behind": stream.lag.falls,
             }
         with self.process.oneshot():
             rss = self.process.memory_info().rss

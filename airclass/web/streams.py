@@ -19,6 +19,7 @@ from typing import Final
 from airclass.hls.packager import HlsPackager, PackagerConfig
 from airclass.media.frames import Frame, MediaEvent
 from airclass.media.hub import StreamHub
+from airclass.media.lag import IngestLag
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +44,18 @@ def _time_out(waiter: asyncio.Future[bool]) -> None:
 class LiveStream:
     """A path's packager plus the asyncio plumbing for requests that wait on it."""
 
-    def __init__(self, path: str, packager: HlsPackager) -> None:
+    def __init__(
+        self, path: str, packager: HlsPackager, monotonic: Callable[[], float] = time.monotonic
+    ) -> None:
         self.path = path
         self.packager = packager
         self.publishing = False
         self.stopped_at: float | None = None
         self.frames_in: dict[str, int] = {"video": 0, "audio": 0}
         self.bytes_in = 0
+        self.lag = IngestLag()
+        """How far behind real time the publisher's frames arrive."""
+        self._monotonic = monotonic
         self._waiters: list[asyncio.Future[bool]] = []
         self._prune_at = PRUNE_WAITERS
         packager.add_listener(self._on_change)
@@ -82,12 +88,23 @@ class LiveStream:
     def on_publish_start(self) -> None:
         self.publishing = True
         self.stopped_at = None
+        self.lag.reset()
         self.packager.on_publish_start()
 
     def on_event(self, event: MediaEvent) -> None:
         if isinstance(event, Frame):
             self.frames_in[event.kind] += 1
             self.bytes_in += len(event.data)
+            change = self.lag.observe(event.kind, event.dts, self._monotonic())
+            if change == "late":
+                log.warning(
+                    "stream %s: the publisher is %.1f s behind real time, viewers may stall: "
+                    "its PC or uplink is not keeping up (a lower bitrate or resolution in OBS "
+                    "helps)", self.path, self.lag.current,
+                )
+            elif change == "caught_up":
+                log.info("stream %s: the publisher caught up (it fell %.1f s behind)",
+                         self.path, self.lag.peak)
         self.packager.on_event(event)
 
     def on_publish_stop(self) -> None:

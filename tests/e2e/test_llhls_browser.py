@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -132,11 +133,14 @@ def watch_latency(
         # seeks: not a stall of the live stream.
         stalls = [w for w in waits if not w.startswith("seeking@")]
         median = statistics.median(samples)
+        falls = re.search(r"^airclass_ingest_falls_behind_total\{[^}]*\} ([0-9.]+)$",
+                          http_get(f"{slave.api}/metrics")[1].decode(), re.MULTILINE)
         print(
             f"\n{mode} HLS, {keyframe_s} s keyframes, 1 s segment target: glass-to-glass median "
             f"{median:.2f} s (min {min(samples):.2f}, max {max(samples):.2f}, "
             f"{len(samples)} samples over {seconds} s), stalls {len(stalls)}, "
-            f"parts loaded {parts}, jumps back to live {catch_ups}"
+            f"parts loaded {parts}, jumps back to live {catch_ups}, publisher fell behind "
+            f"{falls.group(1) if falls else '?'} times"
         )
         screenshot(page, f"student-latency-{mode}-{keyframe_s}s.png")
         assert len(samples) >= seconds - 2

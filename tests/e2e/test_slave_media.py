@@ -7,6 +7,7 @@ import contextlib
 import io
 import itertools
 import re
+import signal
 import subprocess
 import threading
 import time
@@ -337,3 +338,33 @@ def test_over_a_slow_uplink_segments_are_listed_from_the_keyframes_first_chunk(
         finally:
             publisher.kill()
             publisher.wait()
+
+
+def test_a_publisher_that_stands_still_is_reported_behind_real_time(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """ffmpeg stopped for 1.5 s (as an encoder starved on a busy PC stands still) delivers what
+    follows late, then catches up: the slave counts the fall, says so in its log, and the
+    publisher is back on time afterwards."""
+    slave = cluster.slave()
+    publisher = publish(teacher_publish_url(slave.api, cluster.teacher_password), 40,
+                        log_path=tmp_path / "pub.log")
+    try:
+        wait_for(lambda: metric(slave.api, "airclass_stream_segments_total") >= 2, 30,
+                 what="two segments")
+        assert metric(slave.api, "airclass_ingest_falls_behind_total") == 0
+        publisher.send_signal(signal.SIGSTOP)
+        time.sleep(1.5)
+        publisher.send_signal(signal.SIGCONT)
+        wait_for(lambda: "the publisher caught up" in slave.log(), 15, what="the catch-up")
+        assert metric(slave.api, "airclass_ingest_falls_behind_total") >= 1
+        behind = re.findall(r"the publisher is ([0-9.]+) s behind real time", slave.log())
+        assert behind and float(behind[0]) >= 0.5, behind
+        caught = re.findall(r"the publisher caught up \(it fell ([0-9.]+) s behind\)", slave.log())
+        assert caught and 1.2 <= float(caught[0]) <= 3.0, caught
+        wait_for(lambda: metric(slave.api, "airclass_ingest_lag_seconds") < 0.25, 10,
+                 what="the publisher back on time")
+    finally:
+        publisher.send_signal(signal.SIGCONT)
+        publisher.kill()
+        publisher.wait()

@@ -8,11 +8,14 @@ import secrets
 import time
 from typing import Any
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from airclass.cluster.master_app import create_master_app
 from airclass.cluster.signing import sign
 from airclass.config import Config
+from airclass.web.slave_app import SLAVE
+from tests.hls.conftest import make_test_frames
 from tests.web.conftest import PATH, Slave
 
 SLAVE_METRICS = {
@@ -28,6 +31,8 @@ SLAVE_METRICS = {
     "airclass_stream_publisher_connected",
     "airclass_ingest_frames",
     "airclass_ingest_bytes",
+    "airclass_ingest_lag_seconds",
+    "airclass_ingest_falls_behind",
     "airclass_stream_bitrate_bits_per_second",
     "airclass_stream_ring_bytes",
     "airclass_relay_lag_seconds",
@@ -94,6 +99,9 @@ async def test_slave_metrics_follow_viewers_and_ingest(live: Slave) -> None:
     assert samples["airclass_ingest_frames_total"][(("kind", "video"), *stream)] > 200
     assert samples["airclass_ingest_bytes_total"][stream] > 0
     assert samples["airclass_stream_ring_bytes"][stream] == live.packager().total_bytes
+    # The frames came in faster than real time: the publisher was never behind.
+    assert samples["airclass_ingest_lag_seconds"][stream] == 0
+    assert samples["airclass_ingest_falls_behind_total"][stream] == 0
     assert samples["airclass_segment_request_duration_seconds_count"][()] == 2
     route = "/{app}/{stream}/{sid}/{seq}.ts"
     assert (
@@ -155,3 +163,31 @@ async def test_master_metrics_and_service_discovery(aiohttp_client: Any) -> None
     assert samples["airclass_node_status"][(("node_id", "slave-a"), ("status", "healthy"))] == 1
     assert samples["airclass_node_status"][(("node_id", "slave-a"), ("status", "offline"))] == 0
     assert samples["airclass_node_capacity_viewers"][(("node_id", "slave-b"),)] == 150
+
+
+async def test_a_publisher_that_falls_behind_shows_in_metrics_stats_and_the_log(
+    slave: Slave, caplog: Any
+) -> None:
+    video, audio, frames = make_test_frames(3.0)
+    pub = slave.app[SLAVE].streams.hub.publish(PATH, "test")
+    stream = slave.app[SLAVE].streams.get(PATH)
+    assert stream is not None
+    late = 0.0
+    arrival = 0.0
+    stream._monotonic = lambda: arrival
+    pub.send_video_config(video)
+    pub.send_audio_config(audio)
+    for frame in frames:
+        # Two seconds on time, then the encoder stands still 1.5 s and what follows is late.
+        if frame.dts >= 2000:
+            late = 1.5
+        arrival = 500.0 + frame.dts / 1000 + late
+        pub.send(frame)
+    samples = parse(await scrape(slave.client))
+    stream_label = (("stream", PATH),)
+    assert samples["airclass_ingest_lag_seconds"][stream_label] == pytest.approx(1.5, abs=0.01)
+    assert samples["airclass_ingest_falls_behind_total"][stream_label] == 1
+    info = (await slave.stats())["streams"][PATH]
+    assert info["ingest_lag"] == pytest.approx(1.5, abs=0.01)
+    assert info["ingest_falls_behind"] == 1
+    assert "the publisher is 1.5 s behind real time, viewers may stall" in caplog.text
