@@ -140,7 +140,7 @@ def watch_latency(
             f"{median:.2f} s (min {min(samples):.2f}, max {max(samples):.2f}, "
             f"{len(samples)} samples over {seconds} s), stalls {len(stalls)}, "
             f"parts loaded {parts}, jumps back to live {catch_ups}, publisher fell behind "
-            f"{falls.group(1) if falls else '?'} times"
+            f"{int(float(falls.group(1))) if falls else '?'} times"
         )
         screenshot(page, f"student-latency-{mode}-{keyframe_s}s.png")
         assert len(samples) >= seconds - 2
