@@ -31,7 +31,6 @@ import asyncio
 import json
 import logging
 import os
-import re
 import socket
 import time
 from collections.abc import Callable, Coroutine
@@ -43,6 +42,7 @@ from aiohttp import http as aiohttp_http
 from aiohttp.tcp_helpers import tcp_keepalive
 
 from airclass.auth.authorize import extract_token
+from airclass.web.head import MAX_HEAD, Kind, Request, parse_head
 from airclass.web.hls_views import (
     ENTRY_CACHE,
     M3U8,
@@ -61,30 +61,17 @@ log = logging.getLogger(__name__)
 
 ProtocolFactory = Callable[[], asyncio.BaseProtocol]
 
-MAX_HEAD: Final = 8 * 1024
-"""A request head larger than this goes to aiohttp (which refuses heads over its limits)."""
-
-ROUTE: Final = re.compile(
-    rb"/([A-Za-z0-9_-]{1,64})/([A-Za-z0-9_-]{1,64})/([A-Za-z0-9_-]{8,96})/"
-    rb"(?:media\.m3u8|([0-9]{1,12})(?:\.([0-9]{1,4}))?\.ts)"
-)
-"""The routes `hls_views.add_routes` gives the media playlist, segments and parts."""
-
-ENTRY: Final = re.compile(rb"/([A-Za-z0-9_-]{1,64})/([A-Za-z0-9_-]{1,64})/index\.m3u8")
-"""The entry playlist's route: a player's first request, usually on the connection it keeps
-using for the rest."""
+MAX_PENDING: Final = 64 * 1024
+"""Bytes of unanswered requests a connection may hold while it waits (a held reply, or a
+client that does not read its replies): past this nothing more is read from it until the
+requests already in are answered, as aiohttp pauses at a bound on its queue of pipelined
+requests. Without it, a client that pipelines and never reads grows the buffer at line rate."""
 
 ENTRY_ROUTE: Final = "/{app}/{stream}/index.m3u8"
 PLAYLIST_ROUTE: Final = "/{app}/{stream}/{sid}/media.m3u8"
 SEGMENT_ROUTE: Final = "/{app}/{stream}/{sid}/{seq}.ts"
 PART_ROUTE: Final = "/{app}/{stream}/{sid}/{seq}.{part}.ts"
 """Their names in the request metrics (aiohttp's canonical form of the routes)."""
-
-HANDED_OFF_HEADERS: Final = frozenset(
-    {b"content-length", b"transfer-encoding", b"expect", b"upgrade", b"range"}
-)
-"""A request with any of these is not a plain GET: aiohttp serves it."""
-
 
 def _block(headers: dict[str, str]) -> bytes:
     return "".join(f"{name}: {value}\r\n" for name, value in headers.items()).encode()
@@ -118,22 +105,6 @@ def _error_reply(exc: HttpError) -> tuple[int, bytes, bytes]:
     for name, value in CORS_HEADERS.items():
         headers.setdefault(name, value)
     return exc.status, _block(headers), body
-
-
-def _query(raw: bytes) -> dict[str, str] | None:
-    """A query string's first value for each name; None if it needs decoding (aiohttp's)."""
-    if b"%" in raw or b"+" in raw:
-        return None
-    try:
-        text = raw.decode("ascii")
-    except UnicodeDecodeError:
-        return None
-    query: dict[str, str] = {}
-    for field in text.split("&"):
-        if field:
-            name, _, value = field.partition("=")
-            query.setdefault(name, value)
-    return query
 
 
 class FastPath:
@@ -229,7 +200,8 @@ class FastProtocol(asyncio.Protocol):
 
     Requests are answered in order, one at a time: while one waits (a blocking playlist
     reload, a hinted part), later pipelined requests wait in `_buffer`, and while the transport
-    is over its high-water mark nothing more is read from `_buffer`.
+    is over its high-water mark nothing more is read from `_buffer`. Either way, once
+    `_buffer` holds more than `MAX_PENDING`, the socket is not read until it drains.
     """
 
     def __init__(self, fast: FastPath, fallback: ProtocolFactory) -> None:
@@ -243,6 +215,7 @@ class FastProtocol(asyncio.Protocol):
         self._buffer = bytearray()
         self._busy = False
         self._paused = False
+        self._reading_paused = False
         self._closing = False
         self._closing_after = False
         """The client asked to close the connection after this reply (Connection: close)."""
@@ -294,7 +267,8 @@ class FastProtocol(asyncio.Protocol):
     # Requests
 
     def _serve(self) -> None:
-        """Answer the complete requests in the buffer, in order, while nothing holds us."""
+        """Answer the complete requests in the buffer, in order, while nothing holds us; stop
+        reading from a client whose unanswered requests pass `MAX_PENDING` meanwhile."""
         buffer = self._buffer
         while buffer and not (self._busy or self._paused or self._closing):
             end = buffer.find(b"\r\n\r\n")
@@ -302,86 +276,56 @@ class FastProtocol(asyncio.Protocol):
                 if len(buffer) > MAX_HEAD or b"\n\n" in buffer:  # too long, or bare LFs
                     self._hand_off()
                 return
-            if end > MAX_HEAD or not self._request(bytes(buffer[:end])):
+            request = parse_head(bytes(buffer[:end])) if end <= MAX_HEAD else None
+            if request is None:
                 self._hand_off()
                 return
             del buffer[: end + 4]
-        if not self._busy:
-            self.idle_since = self._loop.time()
+            self._request(request)
+        if self._busy or self._paused:
+            if len(buffer) > MAX_PENDING and not self._reading_paused:
+                self._reading_paused = True
+                self._pause_reading()
+            return
+        if self._reading_paused:
+            self._reading_paused = False
+            self._resume_reading()
+        self.idle_since = self._loop.time()
 
-    def _request(self, head: bytes) -> bool:
-        """Answer one request if it is ours; False to hand the connection to aiohttp."""
+    def _pause_reading(self) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.pause_reading()
+
+    def _resume_reading(self) -> None:
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.resume_reading()
+
+    def _request(self, request: Request) -> None:
+        """Answer one request of ours."""
         started = time.perf_counter()
-        lines = head.split(b"\r\n")
-        request_line = lines[0].split(b" ")
-        if len(request_line) != 3:
-            return False
-        method, target, version = request_line
-        if method != b"GET" or version != b"HTTP/1.1" or b"\0" in head:
-            return False
-        raw_path, _, raw_query = target.partition(b"?")
-        match = ROUTE.fullmatch(raw_path)
-        entry = ENTRY.fullmatch(raw_path) if match is None else None
-        if match is None and entry is None:
-            return False
-        gzip = False
-        authorization: bytes | None = None
-        for line in lines[1:]:
-            name, colon, value = line.partition(b":")
-            if not colon or not name or name != name.strip():
-                return False
-            name = name.lower()
-            if name in HANDED_OFF_HEADERS:
-                return False
-            if name == b"accept-encoding":
-                gzip = gzip or b"gzip" in value
-            elif name == b"connection":
-                tokens = value.lower()
-                if b"upgrade" in tokens:
-                    return False
-                if b"close" in tokens:
-                    self._closing_after = True
-            elif name == b"authorization" and authorization is None:
-                authorization = value
-        if entry is not None:
-            return self._entry(entry, raw_query, authorization, started)
-        assert match is not None
-        app, stream, sid_bytes, seq, part = match.groups()
-        path = f"{app.decode()}/{stream.decode()}"
-        sid = sid_bytes.decode()
-        if seq is None:
-            query = _query(raw_query) if raw_query else {}
-            if query is None:
-                return False
-            self._playlist(path, sid, query, gzip, started)
-        elif part is None:
-            self._segment(path, sid, int(seq), started)
+        self._closing_after = self._closing_after or request.close
+        kind = request.kind
+        if kind is Kind.ENTRY:
+            self._entry(request, started)
+        elif kind is Kind.PLAYLIST:
+            self._playlist(request.path, request.sid, request.query, request.gzip, started)
+        elif kind is Kind.SEGMENT:
+            self._segment(request.path, request.sid, request.sequence, started)
         else:
-            self._part(path, sid, int(seq), int(part), started)
-        return True
+            self._part(request.path, request.sid, request.sequence, request.part, started)
 
-    def _entry(
-        self,
-        match: re.Match[bytes],
-        raw_query: bytes,
-        authorization: bytes | None,
-        started: float,
-    ) -> bool:
-        query = _query(raw_query) if raw_query else {}
-        if query is None or (authorization is not None and not authorization.isascii()):
-            return False
-        header = authorization.strip().decode() if authorization is not None else None
-        app, stream = match.groups()
+    def _entry(self, request: Request, started: float) -> None:
         try:
             body = entry_body(
-                self.fast.ctx, f"{app.decode()}/{stream.decode()}", extract_token(query, header)
+                self.fast.ctx, request.path, extract_token(request.query, request.authorization)
             )
         except HttpError as exc:
             self._send_error(exc, ENTRY_ROUTE, started)
-            return True
+            return
         self._send(200, ENTRY_BLOCK, body, None)
         self.fast.record(ENTRY_ROUTE, 200, time.perf_counter() - started)
-        return True
 
     def _playlist(
         self, path: str, sid: str, query: dict[str, str], gzip: bool, started: float
@@ -542,6 +486,9 @@ class FastProtocol(asyncio.Protocol):
             return
         self.fast.handed_off += 1
         self._close_out()
+        if self._reading_paused:  # aiohttp applies its own bound from here on
+            self._reading_paused = False
+            transport.resume_reading()
         protocol = self.fallback()
         transport.set_protocol(protocol)
         protocol.connection_made(transport)

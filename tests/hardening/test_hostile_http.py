@@ -479,6 +479,56 @@ def test_slow_readers_buffer_little_and_do_not_slow_the_others(lecture: Lecture)
     assert growth < readers * min(size, 160 * 1024), growth
 
 
+def test_pipelining_clients_that_never_read_cannot_grow_the_slave(lecture: Lecture) -> None:
+    """Clients pipeline requests as fast as loopback takes them and never read a reply: the
+    slave stops reading from each once its unanswered requests pass a small bound, so its
+    memory stays put and the lecture's viewers do not notice."""
+    path, _ = lecture.segment_path()
+    media = path.rsplit("/", 1)[0] + "/media.m3u8"
+    clients, seconds = 4, 10.0
+    burst = b"".join(
+        f"GET {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode()
+        for target in (path, media) * 200
+    )
+    rss_before = lecture.stats()["process_rss"]
+    with viewers(lecture, seconds + 8, count=8) as summary:
+        socks = []
+        sent = [0] * clients
+        try:
+            for _ in range(clients):
+                s = socket.socket()
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 65536)
+                s.connect(("127.0.0.1", hls_port(lecture)))
+                s.setblocking(False)
+                socks.append(s)
+            deadline = time.monotonic() + seconds
+            while time.monotonic() < deadline:
+                progressed = False
+                for i, s in enumerate(socks):
+                    with contextlib.suppress(BlockingIOError):
+                        sent[i] += s.send(burst)
+                        progressed = True
+                if not progressed:
+                    time.sleep(0.005)
+            rss_during = lecture.stats()["process_rss"]
+            still_open = sum(not _closed_by_peer(s) for s in socks)
+        finally:
+            for s in socks:
+                s.close()
+    growth = rss_during - rss_before
+    print(
+        f"{clients} clients pipelining for {seconds:.0f} s without reading: the slave took "
+        f"{min(sent) / 1024:.0f}-{max(sent) / 1024:.0f} KiB from each; RSS {growth / 1e6:+.1f} MB; "
+        f"{still_open} still connected; viewers' segment fetch p99 "
+        f"{summary['segment_fetch_ms_p99']} ms"
+    )
+    assert growth < 50e6, growth
+    # Each client got as far as the bound and the socket buffers, not the line rate.
+    assert max(sent) < 8 * 2**20, sent
+    assert "Traceback" not in lecture.slave.log()
+
+
 async def _peak_write_buffer(shared: bool, size: int = 1_000_000) -> int:
     """Serve `size` bytes to a client reading 4 KiB every 10 ms; the server connection's peak
     user-space write buffer, with `send_shared` or with a plain one-write Response."""

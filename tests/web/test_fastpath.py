@@ -620,7 +620,7 @@ def test_on_asyncio_every_connection_goes_to_aiohttp() -> None:
 
 
 def test_route_pattern_matches_the_aiohttp_routes() -> None:
-    from airclass.web.fastpath import ROUTE
+    from airclass.web.head import ROUTE
 
     app = create_app(make_config())
     canonical = {
