@@ -9,7 +9,8 @@ from __future__ import annotations
 from typing import Any
 
 from airclass.cluster.balancer import Balancer
-from airclass.cluster.registry import NodeStats, Registration, Registry
+from airclass.cluster.registry import Registry
+from airclass.cluster.wire import NodeStats, Registration
 
 NOW = 1_700_000_000.0
 

@@ -14,7 +14,9 @@ so tests drive it without sleeping):
   `POST /cluster/unregister`, bounded by a short timeout.
 
 Each reply carries the cluster view (`ClusterView`): the origin of every live stream and the
-other serving nodes. Listeners added with `add_listener` get it after every reply.
+other serving nodes. Listeners added with `add_listener` get it after every reply. A reply is
+acted on only with the master's signature for this very request (`signing.verify_reply`):
+an unsigned or wrongly signed one counts as a failed request, whoever sent it.
 """
 
 from __future__ import annotations
@@ -26,13 +28,22 @@ import logging
 import random
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any, Final, Literal
 from urllib.parse import urlsplit
 
 import aiohttp
 
-from airclass.cluster.signing import sign
+from airclass.cluster.signing import NONCE_HEADER, SignatureError, sign, verify_reply
+from airclass.cluster.wire import (
+    ClusterView,
+    Heartbeat,
+    NodeStats,
+    Peer,
+    Registration,
+    StreamOrigin,
+    Unregister,
+    WireError,
+)
 from airclass.config import Config
 
 log = logging.getLogger(__name__)
@@ -98,86 +109,29 @@ class BandwidthMeter:
         return (total_bytes - last[1]) / (now - last[0])
 
 
-def heartbeat_stats(node_stats: Mapping[str, Any], bandwidth: float) -> dict[str, Any]:
+def heartbeat_stats(node_stats: Mapping[str, Any], bandwidth: float) -> NodeStats:
     """The heartbeat's `stats` from `SlaveNode.stats()`.
 
     `streams` lists the paths this node is origin of (a publisher is live here); `serving`
     every path it holds. `sessions_opened` lets the master reconcile the viewers it routed.
     """
     streams = node_stats.get("streams") or {}
-    stats: dict[str, Any] = {
-        "connections": int(node_stats.get("connections", 0)),
-        "cpu": float(node_stats.get("cpu") or 0.0),
-        "memory": float(node_stats.get("memory") or 0.0),
-        "max_connections": int(node_stats["max_connections"]),
-        "sessions_opened": int(node_stats.get("sessions_opened", 0)),
-        "streams": sorted(path for path, info in streams.items() if info.get("publishing")),
-        "serving": sorted(streams),
-        "bandwidth": round(max(bandwidth, 0.0), 1),
-    }
+    extra: dict[str, Any] = {}
     for key in _STATS_EXTRA:
         value = node_stats.get(key)
         if isinstance(value, int | float) and not isinstance(value, bool):
-            stats[key] = value
-    return stats
-
-
-@dataclass(frozen=True, slots=True)
-class StreamOrigin:
-    node_id: str
-    hls_url: str
-    """The origin's HLS base, e.g. `http://10.0.0.5:8888`."""
-    api_url: str
-
-
-@dataclass(frozen=True, slots=True)
-class Peer:
-    node_id: str
-    hls_url: str
-    api_url: str
-    status: str
-    load_percentage: float
-
-
-@dataclass(frozen=True, slots=True)
-class ClusterView:
-    """What the master's last register/heartbeat reply said about the cluster."""
-
-    node_id: str
-    streams: Mapping[str, StreamOrigin]
-    peers: tuple[Peer, ...]
-
-    @classmethod
-    def from_json(cls, reply: object) -> ClusterView:
-        """Parse a reply, skipping malformed entries rather than failing the heartbeat."""
-        if not isinstance(reply, Mapping):
-            raise ValueError("reply must be an object")
-        streams: dict[str, StreamOrigin] = {}
-        raw_streams = reply.get("streams")
-        if isinstance(raw_streams, Mapping):
-            for path, info in raw_streams.items():
-                if isinstance(path, str) and isinstance(info, Mapping) and all(
-                    isinstance(info.get(k), str) for k in ("origin", "origin_hls", "origin_api")
-                ):
-                    streams[path] = StreamOrigin(
-                        info["origin"], info["origin_hls"], info["origin_api"]
-                    )
-        peers: list[Peer] = []
-        raw_peers = reply.get("peers")
-        if isinstance(raw_peers, list):
-            for item in raw_peers:
-                if not isinstance(item, Mapping) or not all(
-                    isinstance(item.get(k), str)
-                    for k in ("node_id", "hls_url", "api_url", "status")
-                ):
-                    continue
-                load = item.get("load_percentage")
-                peers.append(Peer(
-                    item["node_id"], item["hls_url"], item["api_url"], item["status"],
-                    float(load) if isinstance(load, int | float) else 0.0,
-                ))
-        node_id = reply.get("node_id")
-        return cls(node_id if isinstance(node_id, str) else "", streams, tuple(peers))
+            extra[key] = value
+    return NodeStats(
+        connections=int(node_stats.get("connections", 0)),
+        cpu=float(node_stats.get("cpu") or 0.0),
+        memory=float(node_stats.get("memory") or 0.0),
+        max_connections=int(node_stats["max_connections"]),
+        sessions_opened=int(node_stats.get("sessions_opened", 0)),
+        streams=frozenset(path for path, info in streams.items() if info.get("publishing")),
+        serving=frozenset(streams),
+        bandwidth=round(max(bandwidth, 0.0), 1),
+        extra=extra,
+    )
 
 
 ClusterListener = Callable[[ClusterView], None]
@@ -215,6 +169,10 @@ class MasterLink:
         self._listeners: list[ClusterListener] = []
         self._task: asyncio.Task[None] | None = None
         self.registered = False
+        self.registration = ""
+        """The secret of this node's current registration, which heartbeats carry."""
+        self.bad_replies = 0
+        """Replies refused for a missing or wrong signature (someone else answered)."""
         self.cluster: ClusterView | None = None
         self.registrations = 0
         self.heartbeats = 0
@@ -226,6 +184,15 @@ class MasterLink:
     def add_listener(self, listener: ClusterListener) -> None:
         """Call `listener(view)` after every register/heartbeat reply."""
         self._listeners.append(listener)
+
+    def live_elsewhere(self, path: str) -> StreamOrigin | None:
+        """The other node the master last named as the origin of `path`, if any: a publish
+        here would be a second origin, which the master refuses."""
+        view = self.cluster
+        origin = view.streams.get(path) if view is not None else None
+        if origin is None or origin.node_id == self.config.node_id:
+            return None
+        return origin
 
     async def start(self) -> None:
         if self._session is None:
@@ -273,52 +240,55 @@ class MasterLink:
 
     async def register(self) -> bool:
         config = self.config
-        body = {
-            "node_id": config.node_id,
-            "node_name": config.node_id,
-            "api_url": config.api_base,
-            "hls_url": config.hls_base,
-            "rtmp_url": config.rtmp_base,
-            "max_connections": config.max_connections,
-            "stats": self._stats(),
-        }
-        status, reply = await self._post(REGISTER_PATH, body, self.timeout)
-        if status != 200:
-            self._failed("register", status, reply)
+        registration = Registration(
+            node_id=config.node_id,
+            node_name=config.node_id,
+            api_url=config.api_base,
+            hls_url=config.hls_base,
+            rtmp_url=config.rtmp_base,
+            max_connections=config.max_connections,
+            stats=self._stats(),
+        )
+        status, reply = await self._post(REGISTER_PATH, registration.to_json(), self.timeout)
+        view = self._view(reply) if status == 200 else None
+        if view is None or not view.registration:
+            self._failed("register", status, reply if view is None else "no registration")
             return False
         if self.registrations:
             log.info("node %s registered again with %s", config.node_id, self.master_url)
         else:
             log.info("node %s registered with %s", config.node_id, self.master_url)
+        self.registration = view.registration
         self.registered = True
         self.registrations += 1
         self.failures = 0
-        self._update(reply)
+        self._update(view)
         return True
 
     async def heartbeat(self) -> HeartbeatOutcome:
-        body = {"node_id": self.config.node_id, "stats": self._stats()}
-        status, reply = await self._post(STATS_PATH, body, self.timeout)
-        if status == 200:
+        beat = Heartbeat(self.config.node_id, self.registration, self._stats())
+        status, reply = await self._post(STATS_PATH, beat.to_json(), self.timeout)
+        view = self._view(reply) if status == 200 else None
+        if view is not None:
             if self.failures:
                 log.info("node %s: master %s answers again", self.config.node_id,
                          self.master_url)
             self.heartbeats += 1
             self.failures = 0
-            self._update(reply)
+            self._update(view)
             return "ok"
         if status == 404 and isinstance(reply, Mapping) and reply.get("register") is True:
-            log.info("node %s: master %s does not know us (restarted?); registering again",
-                     self.config.node_id, self.master_url)
+            log.info("node %s: master %s does not know this registration (restarted?); "
+                     "registering again", self.config.node_id, self.master_url)
             self.failures = 0
             return "unknown"
         self._failed("heartbeat", status, reply)
         return "error"
 
     async def unregister(self) -> bool:
+        leaving = Unregister(self.config.node_id, self.registration)
         status, reply = await self._post(
-            UNREGISTER_PATH, {"node_id": self.config.node_id},
-            aiohttp.ClientTimeout(total=UNREGISTER_TIMEOUT),
+            UNREGISTER_PATH, leaving.to_json(), aiohttp.ClientTimeout(total=UNREGISTER_TIMEOUT),
         )
         self.registered = False
         if status == 200:
@@ -330,17 +300,24 @@ class MasterLink:
 
     # Internals
 
-    def _stats(self) -> dict[str, Any]:
+    def _stats(self) -> NodeStats:
         node_stats = self.node_stats()
         bandwidth = self._meter.sample(int(node_stats.get("bytes_served", 0)), self.clock())
         return heartbeat_stats(node_stats, bandwidth)
 
-    def _update(self, reply: Any) -> None:
+    def _view(self, reply: Any) -> ClusterView | None:
         try:
             view = ClusterView.from_json(reply)
-        except ValueError:
-            log.warning("node %s: master reply without a cluster view", self.config.node_id)
-            return
+        except WireError as exc:
+            log.warning("node %s: master reply without a usable cluster view (%s)",
+                        self.config.node_id, exc.reason)
+            return None
+        if view.node_id != self.config.node_id:
+            log.warning("node %s: master reply is for node %s", self.config.node_id, view.node_id)
+            return None
+        return view
+
+    def _update(self, view: ClusterView) -> None:
         self.cluster = view
         for listener in self._listeners:
             try:
@@ -358,7 +335,8 @@ class MasterLink:
     async def _post(
         self, path: str, body: Mapping[str, Any], timeout: aiohttp.ClientTimeout
     ) -> tuple[int | None, Any]:
-        """POST a signed JSON body; (status, parsed reply) or (None, error text)."""
+        """POST a signed JSON body; (status, parsed reply), where a reply the slave acts on
+        (200, 404) is one the master signed; else (None, why)."""
         session = self._session
         if session is None:
             self._session = session = aiohttp.ClientSession()
@@ -366,6 +344,7 @@ class MasterLink:
         data = json.dumps(body, separators=(",", ":")).encode()
         signed_path = self._prefix + path
         headers = sign(self.config.cluster_key, "POST", signed_path, data, self.clock())
+        nonce = headers[NONCE_HEADER]
         headers["Content-Type"] = "application/json"
         try:
             async with session.post(
@@ -376,14 +355,21 @@ class MasterLink:
                 async for chunk in response.content.iter_chunked(64 * 1024):
                     raw += chunk
                     if len(raw) > MAX_REPLY:
-                        return response.status, None
-                try:
-                    reply = json.loads(raw) if raw else None
-                except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-                    reply = None
-                return response.status, reply
+                        return None, f"reply over {MAX_REPLY} bytes"
+                status, reply_headers = response.status, response.headers
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             return None, type(exc).__name__
+        if status in (200, 404):
+            try:
+                verify_reply(self.config.cluster_key, nonce, status, reply_headers, bytes(raw))
+            except SignatureError as exc:
+                self.bad_replies += 1
+                return None, f"HTTP {status} refused: {exc.reason}"
+        try:
+            reply = json.loads(raw) if raw else None
+        except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
+            reply = None
+        return status, reply
 
 
 def _describe(status: int | None, reply: Any) -> str:

@@ -9,15 +9,16 @@ All routing state lives in one `MasterState` under an AppKey: the registry, the 
 and plain counters of what the master decided (metrics read them later). A background task
 started by `cleanup_ctx` watches for nodes going offline and for a cluster that is full.
 
-The register and heartbeat replies tell each slave about the cluster, in one shape the relay
-depends on: `{"ok", "node_id", "streams": {path: {"origin", "origin_hls", "origin_api"}},
-"peers": [{"node_id", "hls_url", "api_url", "status", "load_percentage"}]}`.
+The control plane's messages are the typed ones of `airclass.cluster.wire`; the register and
+heartbeat replies are a `ClusterView`. Every reply to a verified control request is signed
+(`signing.sign_reply`, bound to the request's nonce), and slaves act on no other.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import time
 from collections import Counter
@@ -31,15 +32,24 @@ from aiohttp import web
 from airclass import __version__
 from airclass.auth.tokens import TokenIssuer
 from airclass.cluster.balancer import Balancer
-from airclass.cluster.registry import (
-    InvalidRequest,
-    NodeInfo,
-    NodeStats,
-    Registration,
-    Registry,
-    RegistryFull,
+from airclass.cluster.registry import NodeInfo, Registry, RegistryFull
+from airclass.cluster.signing import (
+    REPLY_SIGNATURE_HEADER,
+    ReplayCache,
+    SignatureError,
+    request_nonce,
+    sign_reply,
+    verify,
 )
-from airclass.cluster.signing import ReplayCache, SignatureError, verify
+from airclass.cluster.wire import (
+    ClusterView,
+    Heartbeat,
+    Peer,
+    Registration,
+    StreamOrigin,
+    Unregister,
+    WireError,
+)
 from airclass.config import Config
 from airclass.web import metrics
 from airclass.web.http import (
@@ -126,31 +136,23 @@ class MasterState:
             f"(recommended {advice['recommended_nodes']} = ceil(students / 150) x 1.3)"
         )
 
-    def cluster_view(self, node_id: str, now: float) -> dict[str, Any]:
+    def cluster_view(self, node_id: str, now: float, registration: str = "") -> ClusterView:
         """The register/heartbeat reply: which node is origin of each stream, and the peers."""
-        streams: dict[str, dict[str, str]] = {}
-        peers: list[dict[str, Any]] = []
-        for node in self.registry.serving_nodes(now):
+        streams: dict[str, StreamOrigin] = {}
+        peers: list[Peer] = []
+        serving = self.registry.serving_nodes(now)
+        for node in serving:
             for path in sorted(node.streams):
-                streams.setdefault(
-                    path,
-                    {
-                        "origin": node.node_id,
-                        "origin_hls": node.hls_url,
-                        "origin_api": node.api_url,
-                    },
-                )
+                if self.registry.origin_of(path, now) is node:
+                    streams[path] = StreamOrigin(node.node_id, node.hls_url, node.api_url)
             if node.node_id != node_id:
-                peers.append(
-                    {
-                        "node_id": node.node_id,
-                        "hls_url": node.hls_url,
-                        "api_url": node.api_url,
-                        "status": self.registry.status(node, now),
-                        "load_percentage": _load_percentage(node),
-                    }
-                )
-        return {"ok": True, "node_id": node_id, "streams": streams, "peers": peers}
+                peers.append(Peer(
+                    node.node_id, node.hls_url, node.api_url, self.registry.status(node, now),
+                    _load_percentage(node),
+                ))
+        me = self.registry.get(node_id)
+        refused = me.refused if me is not None else frozenset()
+        return ClusterView(node_id, streams, tuple(peers), registration, refused)
 
 
 MASTER: web.AppKey[MasterState] = web.AppKey("master", MasterState)
@@ -206,8 +208,8 @@ def _load_percentage(node: NodeInfo) -> float:
 # Signed control plane
 
 
-async def _signed_json(request: web.Request) -> dict[str, Any]:
-    """The JSON body of a request signed with the cluster key, or 401/400/413."""
+async def _signed_json(request: web.Request) -> tuple[dict[str, Any], str]:
+    """The JSON body of a request signed with the cluster key and its nonce, or 401/400/413."""
     state = request.app[MASTER]
     body = await read_body(request, MAX_CONTROL_BODY)
     try:
@@ -226,73 +228,106 @@ async def _signed_json(request: web.Request) -> dict[str, Any]:
             "refused %s %s from %s: %s", request.method, request.path, request.remote, exc.reason
         )
         raise HttpError(401, f"control request refused: {exc.reason}") from None
-    return parse_json_object(body)
+    return parse_json_object(body), request_nonce(request.headers)
 
 
-def _node_id(body: dict[str, Any]) -> str:
-    node_id = body.get("node_id")
-    if not isinstance(node_id, str) or not node_id or len(node_id) > 64:
-        raise HttpError(400, "node_id invalid")
-    return node_id
+def _signed_reply(
+    state: MasterState, nonce: str, payload: dict[str, Any], status: int = 200
+) -> web.Response:
+    """A JSON reply the slave can tell came from this master, for this request."""
+    response = json_response(payload, status=status)
+    assert isinstance(response.body, bytes)
+    response.headers[REPLY_SIGNATURE_HEADER] = sign_reply(
+        state.config.cluster_key, nonce, status, response.headers, response.body
+    )
+    return response
+
+
+def _bad(state: MasterState, what: str, exc: WireError) -> HttpError:
+    state.bad_requests[what] += 1
+    return HttpError(400, exc.reason)
 
 
 async def register(request: web.Request) -> web.Response:
     state = request.app[MASTER]
-    body = await _signed_json(request)
+    body, nonce = await _signed_json(request)
     try:
         reg = Registration.from_json(body)
-    except InvalidRequest as exc:
-        state.bad_requests["register"] += 1
-        raise HttpError(400, exc.reason) from None
+    except WireError as exc:
+        raise _bad(state, "register", exc) from None
     now = state.clock()
+    address = request.remote or ""
     existing = state.registry.get(reg.node_id)
     if (
         existing is not None
-        and existing.api_url != reg.api_url.rstrip("/")
         and state.registry.is_serving(existing, now)
+        and (existing.api_url != reg.api_url or existing.address != address)
     ):
-        # Two machines with one node id would overwrite each other on every heartbeat.
+        # A live node's id is its own: another machine taking it would take its heartbeats,
+        # its streams and its viewers. The same machine restarting keeps its address and URL.
         state.bad_requests["node id conflict"] += 1
+        wait = state.registry.heartbeat_timeout - (now - existing.last_heartbeat)
         log.warning(
-            "node id %s is in use by %s: refusing %s", reg.node_id, existing.api_url, reg.api_url
+            "node id %s is alive at %s (%s): refusing the registration from %s (%s)",
+            reg.node_id, existing.api_url, existing.address, reg.api_url, address,
         )
         raise HttpError(
             409,
-            f"node id {reg.node_id} is in use by {existing.api_url}; "
-            "give this node its own --node-id",
+            f"node id {reg.node_id} is in use by {existing.api_url}; give this node its own "
+            f"--node-id, or wait {max(wait, 0):.0f} s if that node has stopped",
         )
     try:
-        state.registry.register(reg, now)
+        node = state.registry.register(reg, now, address)
     except RegistryFull as exc:
         raise HttpError(503, str(exc)) from None
     state.offline.discard(reg.node_id)
-    return json_response(state.cluster_view(reg.node_id, now))
+    view = state.cluster_view(reg.node_id, now, node.registration)
+    return _signed_reply(state, nonce, view.to_json())
+
+
+def _registered(state: MasterState, node_id: str, registration: str) -> bool:
+    """Whether `registration` is `node_id`'s current one (constant time)."""
+    node = state.registry.get(node_id)
+    return node is not None and hmac.compare_digest(node.registration, registration)
 
 
 async def heartbeat(request: web.Request) -> web.Response:
     state = request.app[MASTER]
-    body = await _signed_json(request)
-    node_id = _node_id(body)
+    body, nonce = await _signed_json(request)
     try:
-        stats = NodeStats.from_json(body.get("stats"))
-    except InvalidRequest as exc:
-        state.bad_requests["stats"] += 1
-        raise HttpError(400, exc.reason) from None
+        beat = Heartbeat.from_json(body)
+    except WireError as exc:
+        raise _bad(state, "stats", exc) from None
     now = state.clock()
-    if not state.registry.heartbeat(node_id, stats, now):
+    if not _registered(state, beat.node_id, beat.registration):
         state.unknown_heartbeats += 1
-        log.info("heartbeat from unknown node %s: asking it to register", node_id)
-        return json_response({"error": "unknown node", "register": True}, status=404)
-    return json_response(state.cluster_view(node_id, now))
+        if beat.node_id in state.registry:
+            log.warning("heartbeat for node %s from %s does not carry its registration: "
+                        "asking it to register", beat.node_id, request.remote)
+        else:
+            log.info("heartbeat from unknown node %s: asking it to register", beat.node_id)
+        return _signed_reply(state, nonce, {"error": "unknown node", "register": True}, 404)
+    state.registry.heartbeat(beat.node_id, beat.stats, now)
+    return _signed_reply(state, nonce, state.cluster_view(beat.node_id, now).to_json())
 
 
 async def unregister(request: web.Request) -> web.Response:
     state = request.app[MASTER]
-    body = await _signed_json(request)
-    node_id = _node_id(body)
-    removed = state.registry.unregister(node_id)
-    state.offline.discard(node_id)
-    return json_response({"ok": True, "node_id": node_id, "removed": removed})
+    body, nonce = await _signed_json(request)
+    try:
+        leaving = Unregister.from_json(body)
+    except WireError as exc:
+        raise _bad(state, "unregister", exc) from None
+    removed = False
+    if _registered(state, leaving.node_id, leaving.registration):
+        removed = state.registry.unregister(leaving.node_id)
+        state.offline.discard(leaving.node_id)
+    elif leaving.node_id in state.registry:
+        log.warning("unregister for node %s from %s does not carry its registration: ignored",
+                    leaving.node_id, request.remote)
+    return _signed_reply(
+        state, nonce, {"ok": True, "node_id": leaving.node_id, "removed": removed}
+    )
 
 
 # Views

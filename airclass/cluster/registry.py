@@ -43,131 +43,26 @@ from __future__ import annotations
 
 import logging
 import math
-import re
+import secrets
 from collections import deque
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Final, Literal
+
+from airclass.cluster.wire import NodeStats, Registration
 
 log = logging.getLogger(__name__)
 
 NodeStatus = Literal["healthy", "warning", "critical", "offline"]
 
 SEATS_PER_NODE: Final = 150
-"""The user's rule of thumb for the scaling advice: one node seats about 150 students."""
+"""The scaling advice's rule of thumb: one node seats about 150 students."""
 HEADROOM_TENTHS: Final = 13
 """The advice's headroom factor 1.3, in tenths so that the rounding is exact."""
 
-MAX_STATS_EXTRA: Final = 32
-MAX_STREAMS: Final = 256
-MAX_STRING: Final = 256
-MAX_URL: Final = 512
-_NODE_ID_RE: Final = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
-
-
-class InvalidRequest(ValueError):
-    """A registration or heartbeat body is malformed; `reason` is safe to return (400)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
 class RegistryFull(Exception):
     """Refusing a new node: the registry holds `max_nodes` already."""
-
-
-@dataclass(frozen=True, slots=True)
-class NodeStats:
-    """One heartbeat's statistics, validated. `None` means "not reported"."""
-
-    connections: int
-    cpu: float | None = None
-    memory: float | None = None
-    max_connections: int | None = None
-    streams: frozenset[str] | None = None
-    serving: frozenset[str] | None = None
-    bandwidth: float | None = None
-    sessions_opened: int | None = None
-    extra: Mapping[str, Any] = field(default_factory=dict)
-
-    @classmethod
-    def from_json(cls, stats: object) -> NodeStats:
-        if not isinstance(stats, Mapping):
-            raise InvalidRequest("stats must be an object")
-        if "connections" not in stats:
-            raise InvalidRequest("stats.connections missing")
-        extra: dict[str, Any] = {}
-        for key, value in stats.items():
-            if key in _STATS_KEYS or len(extra) >= MAX_STATS_EXTRA:
-                continue
-            if isinstance(key, str) and len(key) <= 64 and _is_scalar(value):
-                extra[key] = value
-        return cls(
-            connections=_int(stats, "connections", "stats.connections", minimum=0),
-            cpu=_opt_number(stats, "cpu", "stats.cpu"),
-            memory=_opt_number(stats, "memory", "stats.memory"),
-            max_connections=_opt_int(stats, "max_connections", "stats.max_connections", 1),
-            streams=_opt_paths(stats, "streams", "stats.streams"),
-            serving=_opt_paths(stats, "serving", "stats.serving"),
-            bandwidth=_opt_number(stats, "bandwidth", "stats.bandwidth"),
-            sessions_opened=_opt_int(
-                stats, "sessions_opened", "stats.sessions_opened", 0, 2**63 - 1
-            ),
-            extra=extra,
-        )
-
-
-_STATS_KEYS: Final = frozenset(
-    ("connections", "cpu", "memory", "max_connections", "streams", "serving", "bandwidth",
-     "sessions_opened")
-)
-
-
-@dataclass(frozen=True, slots=True)
-class Registration:
-    """A slave announcing itself. URLs are public bases, without a trailing slash."""
-
-    node_id: str
-    api_url: str
-    """e.g. `http://slave-1:8000`"""
-    hls_url: str
-    """e.g. `http://slave-1:8888`; a stream is at `{hls_url}/live/stream/index.m3u8`."""
-    rtmp_url: str
-    """e.g. `rtmp://slave-1:1935`"""
-    max_connections: int = 150
-    node_name: str = ""
-    """Shown to operators; defaults to `node_id`."""
-    stats: NodeStats | None = None
-    """Optional first statistics, sent with the registration (e.g. after a master restart)."""
-
-    @classmethod
-    def from_json(cls, body: object) -> Registration:
-        """Parse `POST /cluster/register`: `{node_id, node_name?, api_url, hls_url, rtmp_url,
-        max_connections?, stats?}`."""
-        if not isinstance(body, Mapping):
-            raise InvalidRequest("body must be an object")
-        node_id = body.get("node_id")
-        if not isinstance(node_id, str) or not _NODE_ID_RE.fullmatch(node_id):
-            raise InvalidRequest("node_id invalid")
-        node_name = body.get("node_name") or node_id
-        if not isinstance(node_name, str) or len(node_name) > MAX_STRING:
-            raise InvalidRequest("node_name invalid")
-        stats = body.get("stats")
-        return cls(
-            node_id=node_id,
-            node_name=node_name or node_id,
-            api_url=_url(body, "api_url", ("http://", "https://")),
-            hls_url=_url(body, "hls_url", ("http://", "https://")),
-            rtmp_url=_url(body, "rtmp_url", ("rtmp://", "rtmps://")),
-            max_connections=(
-                _int(body, "max_connections", "max_connections", minimum=1)
-                if "max_connections" in body
-                else 150
-            ),
-            stats=None if stats is None else NodeStats.from_json(stats),
-        )
 
 
 @dataclass(slots=True)
@@ -197,6 +92,12 @@ class NodeInfo:
     """The last reported cumulative `sessions_opened`, the baseline for the next one."""
     pending_routes: deque[float] = field(default_factory=deque, repr=False)
     """Routing times of viewers sent here and not yet seen in a heartbeat, oldest first."""
+    registration: str = field(default_factory=lambda: secrets.token_hex(16), repr=False)
+    """The secret this registration's heartbeats and unregister must carry."""
+    address: str = ""
+    """The address the registration came from."""
+    refused: frozenset[str] = frozenset()
+    """Paths this node claims to publish that another node owns (the last heartbeat's)."""
 
 
 class Registry:
@@ -217,6 +118,8 @@ class Registry:
         self.forget_after = forget_after
         self.max_nodes = max_nodes
         self._nodes: dict[str, NodeInfo] = {}
+        self._owners: dict[str, str] = {}
+        """Live path -> the node that publishes it: one origin per path, cluster-wide."""
 
     def __len__(self) -> int:
         return len(self._nodes)
@@ -224,8 +127,9 @@ class Registry:
     def __contains__(self, node_id: object) -> bool:
         return node_id in self._nodes
 
-    def register(self, reg: Registration, now: float) -> NodeInfo:
-        """Add a node, or replace it if it registers again (a restarted slave starts afresh)."""
+    def register(self, reg: Registration, now: float, address: str = "") -> NodeInfo:
+        """Add a node, or replace it if it registers again (a restarted slave starts afresh).
+        The new registration gets a new secret; the old one's heartbeats are refused."""
         if reg.node_id not in self._nodes and len(self._nodes) >= self.max_nodes:
             self.prune(now)
             if len(self._nodes) >= self.max_nodes:
@@ -240,6 +144,7 @@ class Registry:
             max_connections=reg.max_connections,
             registered_at=now,
             last_heartbeat=now,
+            address=address,
         )
         self._nodes[reg.node_id] = node
         if reg.stats is not None:
@@ -251,7 +156,7 @@ class Registry:
     def heartbeat(self, node_id: str, stats: NodeStats | Mapping[str, Any], now: float) -> bool:
         """Record a heartbeat; False if the node is unknown (it must register again).
 
-        Raises `InvalidRequest` if `stats` is a malformed mapping.
+        Raises `WireError` if `stats` is a malformed mapping.
         """
         node = self._nodes.get(node_id)
         if node is None:
@@ -267,8 +172,14 @@ class Registry:
     def unregister(self, node_id: str) -> bool:
         node = self._nodes.pop(node_id, None)
         if node is not None:
+            self._release(node_id)
             log.info("node %s unregistered", node_id)
         return node is not None
+
+    def is_alive(self, node_id: str, now: float) -> bool:
+        """Whether `node_id` is registered and heard from within the heartbeat timeout."""
+        node = self._nodes.get(node_id)
+        return node is not None and self.is_serving(node, now)
 
     def get(self, node_id: str) -> NodeInfo | None:
         return self._nodes.get(node_id)
@@ -301,6 +212,7 @@ class Registry:
         gone = [key for key, node in self._nodes.items() if now - node.last_heartbeat >= limit]
         for key in gone:
             del self._nodes[key]
+            self._release(key)
             log.info("node %s forgotten after %.0f s offline", key, self.forget_after)
         return gone
 
@@ -322,11 +234,13 @@ class Registry:
         return node.current_connections + self.pending(node, now)
 
     def origin_of(self, stream: str, now: float) -> NodeInfo | None:
-        """The serving node that is origin of `stream` (the first by node id if several)."""
-        for node in self.serving_nodes(now):
-            if stream in node.streams:
-                return node
-        return None
+        """The serving node that is origin of `stream`: the one that claimed it first and
+        still claims it."""
+        node_id = self._owners.get(stream)
+        node = self._nodes.get(node_id) if node_id is not None else None
+        if node is None or not self.is_serving(node, now) or stream not in node.streams:
+            return None
+        return node
 
     def snapshot(self, now: float) -> dict[str, Any]:
         """The `GET /cluster/nodes` reply (see the module docstring for the decisions)."""
@@ -393,7 +307,7 @@ class Registry:
         if stats.max_connections is not None:
             node.max_connections = stats.max_connections
         if stats.streams is not None:
-            node.streams = stats.streams
+            self._claim(node, stats.streams, now)
         if stats.serving is not None:
             node.serving = stats.serving
         if stats.bandwidth is not None:
@@ -403,6 +317,34 @@ class Registry:
         node.extra = dict(stats.extra)
         node.last_heartbeat = now
         node.heartbeats += 1
+
+    def _claim(self, node: NodeInfo, claimed: frozenset[str], now: float) -> None:
+        """Give `node` the paths it publishes that no other live node owns; note the rest.
+
+        A path's owner keeps it while it is serving and still claims it; then the next node
+        to claim it takes it. So a second publisher of a live class on another node never
+        becomes its origin, and every edge keeps following the first."""
+        accepted: set[str] = set()
+        refused: set[str] = set()
+        for path in claimed:
+            origin = self.origin_of(path, now)
+            if origin is None or origin is node:
+                self._owners[path] = node.node_id
+                accepted.add(path)
+            else:
+                refused.add(path)
+        for path in node.streams - accepted:
+            if self._owners.get(path) == node.node_id:
+                del self._owners[path]
+        if refused and refused != node.refused:
+            log.warning("node %s claims %s, published on other nodes: refused", node.node_id,
+                        ", ".join(sorted(refused)))
+        node.streams = frozenset(accepted)
+        node.refused = frozenset(refused)
+
+    def _release(self, node_id: str) -> None:
+        for path in [path for path, owner in self._owners.items() if owner == node_id]:
+            del self._owners[path]
 
     def _reconcile(self, node: NodeInfo, stats: NodeStats, now: float) -> None:
         self._expire_pending(node, now)
@@ -449,65 +391,3 @@ def iso_utc(ts: float) -> str:
 
 def _percent(part: int, whole: int) -> float:
     return round(part * 100 / whole, 1) if whole > 0 else 0.0
-
-
-def _is_scalar(value: object) -> bool:
-    if isinstance(value, str):
-        return len(value) <= MAX_STRING
-    if isinstance(value, float):
-        return math.isfinite(value)
-    return value is None or isinstance(value, bool | int)
-
-
-def _int(
-    body: Mapping[str, Any], key: str, name: str, *, minimum: int, maximum: int = 10_000_000
-) -> int:
-    value = body.get(key)
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidRequest(f"{name} must be an integer")
-    if value < minimum or value > maximum:
-        raise InvalidRequest(f"{name} out of range")
-    return value
-
-
-def _opt_int(
-    body: Mapping[str, Any], key: str, name: str, minimum: int, maximum: int = 10_000_000
-) -> int | None:
-    if body.get(key) is None:
-        return None
-    return _int(body, key, name, minimum=minimum, maximum=maximum)
-
-
-def _opt_number(body: Mapping[str, Any], key: str, name: str) -> float | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidRequest(f"{name} must be a number")
-    number = float(value)
-    if not math.isfinite(number) or number < 0:
-        raise InvalidRequest(f"{name} out of range")
-    return number
-
-
-def _opt_paths(body: Mapping[str, Any], key: str, name: str) -> frozenset[str] | None:
-    value = body.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, list | tuple) or len(value) > MAX_STREAMS:
-        raise InvalidRequest(f"{name} must be a list of at most {MAX_STREAMS} paths")
-    paths: set[str] = set()
-    for item in value:
-        if not isinstance(item, str) or not item or len(item) > MAX_STRING:
-            raise InvalidRequest(f"{name} must be a list of paths")
-        paths.add(item.strip("/"))
-    return frozenset(paths)
-
-
-def _url(body: Mapping[str, Any], key: str, schemes: Iterable[str]) -> str:
-    value = body.get(key)
-    if not isinstance(value, str) or len(value) > MAX_URL:
-        raise InvalidRequest(f"{key} invalid")
-    if not value.startswith(tuple(schemes)) or any(c.isspace() for c in value):
-        raise InvalidRequest(f"{key} invalid")
-    return value.rstrip("/")

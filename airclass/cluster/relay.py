@@ -51,7 +51,7 @@ import logging
 import math
 import re
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -59,11 +59,21 @@ import aiohttp
 from aiohttp import web
 from yarl import URL
 
-from airclass.cluster.link import ClusterView, Peer, StreamOrigin
-from airclass.cluster.signing import ReplayCache, SignatureError, sign, verify
+from airclass.cluster.signing import (
+    NONCE_HEADER,
+    REPLY_SIGNATURE_HEADER,
+    ReplayCache,
+    SignatureError,
+    request_nonce,
+    sign,
+    sign_reply,
+    verify,
+    verify_reply,
+)
+from airclass.cluster.wire import ClusterView, Peer, StreamOrigin, WireError, node_url
 from airclass.hls.packager import HlsPackager
 from airclass.hls.ring import Part, RingError, Segment
-from airclass.web.http import HttpError, json_response
+from airclass.web.http import HttpError, json_error, json_response
 from airclass.web.streams import LiveStream, StreamTable
 
 log = logging.getLogger(__name__)
@@ -127,7 +137,11 @@ def choose_backups(
 
 
 def _is_http(value: object) -> bool:
-    return isinstance(value, str) and value.startswith(("http://", "https://")) and len(value) < 512
+    try:
+        node_url(value)
+    except WireError:
+        return False
+    return True
 
 
 # -- the wire format (pure) ------------------------------------------------------------------
@@ -369,8 +383,30 @@ class RelayOrigin:
 
     def add_routes(self, app: web.Application) -> None:
         base = f"{RELAY_PREFIX}/{{app:{_NAME}}}/{{stream:{_NAME}}}"
-        app.router.add_get(f"{base}/state", self.state)
-        app.router.add_get(base, self.next_segment)
+        app.router.add_get(f"{base}/state", self._signed(self.state))
+        app.router.add_get(base, self._signed(self.next_segment))
+
+    def _signed(
+        self, handler: Callable[[web.Request], Awaitable[web.Response]]
+    ) -> Callable[[web.Request], Awaitable[web.Response]]:
+        """`handler` with every reply to an authenticated request signed for that request
+        (errors included: an edge acts on a 404 or 409 too)."""
+
+        async def signed(request: web.Request) -> web.Response:
+            self._authenticate(request)
+            try:
+                response = await handler(request)
+            except HttpError as exc:
+                response = json_error(exc.status, exc.message, exc.headers)
+            body = b"" if response.body is None else response.body
+            assert isinstance(body, bytes), "relay replies are built from bytes"
+            response.headers[REPLY_SIGNATURE_HEADER] = sign_reply(
+                self.cluster_key, request_nonce(request.headers), response.status,
+                response.headers, body,
+            )
+            return response
+
+        return signed
 
     def _authenticate(self, request: web.Request) -> None:
         if not self.cluster_key:
@@ -395,7 +431,6 @@ class RelayOrigin:
         return stream
 
     async def state(self, request: web.Request) -> web.Response:
-        self._authenticate(request)
         stream = self._stream(request)
         packager = stream.packager
         return json_response(
@@ -415,7 +450,6 @@ class RelayOrigin:
         )
 
     async def next_segment(self, request: web.Request) -> web.Response:
-        self._authenticate(request)
         after = _query_int(request, "after", -1, minimum=-1)
         wait = _query_float(request, "wait", DEFAULT_WAIT, maximum=MAX_WAIT)
         caller_ended = request.query.get("ended", "0") == "1"
@@ -561,6 +595,7 @@ class _Follower:
     async def _get(self, path_qs: str, timeout: float) -> tuple[int, Mapping[str, str], bytes]:
         manager = self.manager
         headers = sign(manager.cluster_key, "GET", path_qs, b"", manager.clock())
+        nonce = headers[NONCE_HEADER]
         session = manager.client()
         url = URL(self.origin.api_url.rstrip("/") + path_qs, encoded=True)
         async with session.get(
@@ -580,6 +615,13 @@ class _Follower:
             body = b"".join(chunks)
             if resp.content_length is not None and size != resp.content_length:
                 raise RelayError(f"reply cut short ({size} of {resp.content_length} bytes)")
+            try:
+                verify_reply(manager.cluster_key, nonce, resp.status, resp.headers, body)
+            except SignatureError as exc:
+                manager.bad_replies += 1
+                raise RelayError(
+                    f"HTTP {resp.status} from {self.origin.api_url} refused: {exc.reason}"
+                ) from None
             return resp.status, resp.headers, body
 
     async def _join(self) -> int | None:
@@ -737,6 +779,8 @@ class RelayManager:
         """Receives the failover peers (node_id, hls_url) chosen from each master reply."""
         self.max_body = streams.packager_config.max_segment_bytes + MAX_STATE_BYTES
         self.segments_relayed = 0
+        self.bad_replies = 0
+        """Origin replies refused for a missing or wrong signature."""
         self._followers: dict[str, _Follower] = {}
         self._session: aiohttp.ClientSession | None = None
         self._closed = False
@@ -814,6 +858,7 @@ class RelayManager:
     def stats(self) -> dict[str, Any]:
         return {
             "segments_relayed": self.segments_relayed,
+            "bad_replies": self.bad_replies,
             "following": {
                 path: {
                     "origin": f.stats.origin,

@@ -12,6 +12,19 @@ Canonical string (UTF-8, '\\n'-joined)::
 Headers: `X-AIRClass-Timestamp` (Unix seconds, 3 decimals), `X-AIRClass-Nonce` (32 hex
 digits) and `X-AIRClass-Signature` (hex HMAC-SHA256 of the canonical string under a key
 derived from CLUSTER_KEY).
+
+Replies are signed too, because a slave acts on them: the master's reply names the origin
+every edge relays from and the peers every viewer's playlist lists, and an origin's reply is
+the video edges serve. Whoever answers on the master's or an origin's address (ARP spoofing,
+or a PC switched off and its address taken) must not be able to put its own video on every
+slave. A reply's signature binds it to the request it answers (the request's nonce, fresh
+and random, so an old reply cannot be replayed), and covers its status, every
+`X-AIRClass-*` header (the relay's metadata) and the SHA-256 of its body::
+
+    AIRClass-Reply-1, request nonce, status, name:value (sorted, lower-case names), …,
+    hex(sha256(body))
+
+in the header `X-AIRClass-Reply-Signature`.
 """
 
 from __future__ import annotations
@@ -31,7 +44,10 @@ log = logging.getLogger(__name__)
 TIMESTAMP_HEADER: Final = "X-AIRClass-Timestamp"
 NONCE_HEADER: Final = "X-AIRClass-Nonce"
 SIGNATURE_HEADER: Final = "X-AIRClass-Signature"
+REPLY_SIGNATURE_HEADER: Final = "X-AIRClass-Reply-Signature"
 DEFAULT_WINDOW: Final = 30.0
+_COVERED_PREFIX: Final = "x-airclass-"
+_REPLY_VERSION: Final = "AIRClass-Reply-1"
 
 _VERSION: Final = "AIRClass-Signature-1"
 _TIMESTAMP_RE: Final = re.compile(r"[0-9]{1,12}(?:\.[0-9]{1,6})?")
@@ -118,6 +134,37 @@ def verify(
         raise SignatureError("replayed request")
 
 
+def request_nonce(headers: Mapping[str, str]) -> str:
+    """The nonce of a request signed by `sign` (what its reply's signature is bound to)."""
+    nonce = _header(headers, NONCE_HEADER)
+    if nonce is None or not _NONCE_RE.fullmatch(nonce):
+        raise ValueError("not a signed request")
+    return nonce
+
+
+def sign_reply(
+    key: str | bytes, nonce: str, status: int, headers: Mapping[str, str], body: bytes
+) -> str:
+    """The `X-AIRClass-Reply-Signature` value for a reply to the request with `nonce`,
+    with `headers` the reply's headers (its `X-AIRClass-*` ones are covered)."""
+    return _reply_signature(derive_cluster_key(key), nonce, status, headers, body)
+
+
+def verify_reply(
+    key: str | bytes, nonce: str, status: int, headers: Mapping[str, str], body: bytes
+) -> None:
+    """Raise `SignatureError` unless the reply is signed with `key` for the request with
+    `nonce` (`headers` as received, any case; several values of a name are all covered)."""
+    signature = _header(headers, REPLY_SIGNATURE_HEADER)
+    if signature is None:
+        raise SignatureError("unsigned reply")
+    if not _SIGNATURE_RE.fullmatch(signature):
+        raise SignatureError("malformed reply signature")
+    expected = _reply_signature(derive_cluster_key(key), nonce, status, headers, body)
+    if not hmac.compare_digest(expected, signature):
+        raise SignatureError("bad reply signature")
+
+
 class ReplayCache:
     """Nonces of accepted requests, each kept long enough to outlive its timestamp window.
 
@@ -166,6 +213,21 @@ def _signature(
 ) -> str:
     canonical = "\n".join(
         (_VERSION, method.upper(), path, timestamp, nonce, hashlib.sha256(body).hexdigest())
+    )
+    return hmac.new(derived, canonical.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
+
+
+def _reply_signature(
+    derived: bytes, nonce: str, status: int, headers: Mapping[str, str], body: bytes
+) -> str:
+    covered = sorted(
+        f"{name.lower()}:{value}"
+        for name, value in headers.items()
+        if name.lower().startswith(_COVERED_PREFIX)
+        and name.lower() != REPLY_SIGNATURE_HEADER.lower()
+    )
+    canonical = "\n".join(
+        (_REPLY_VERSION, nonce, str(status), *covered, hashlib.sha256(body).hexdigest())
     )
     return hmac.new(derived, canonical.encode("utf-8", "surrogatepass"), hashlib.sha256).hexdigest()
 

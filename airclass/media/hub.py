@@ -8,6 +8,8 @@ continue its sequence numbers with a discontinuity.
 Ownership: a path has at most one publisher. The same owner (the same teacher, or the holder of
 the static stream key) may take over its own stream, which is what an OBS reconnect looks like
 when the old TCP connection has not yet timed out; anybody else is refused with `StreamBusy`.
+A publisher can also be evicted (`StreamHub.evict`): in a cluster, when the path turns out to
+be live on another node first.
 """
 
 from __future__ import annotations
@@ -50,10 +52,11 @@ class Publication:
         self.closed = False
         self.frames_in = 0
         self.bytes_in = 0
-        self._on_takeover: Callable[[], None] | None = None
+        self._on_takeover: Callable[[str], None] | None = None
 
-    def on_takeover(self, callback: Callable[[], None]) -> None:
-        """Called (once) if the same owner publishes the path again from another connection."""
+    def on_takeover(self, callback: Callable[[str], None]) -> None:
+        """Called (once, with the reason to give the publisher) if the same owner publishes
+        the path again from another connection, or if the publication is evicted."""
         self._on_takeover = callback
 
     def send(self, event: MediaEvent) -> None:
@@ -92,15 +95,27 @@ class StreamHub:
             if current.owner != owner:
                 raise StreamBusy(path)
             log.info("stream %s: publisher %s takes over its own stream", path, owner)
-            callback = current._on_takeover
-            current._on_takeover = None
-            current.close()
-            if callback is not None:
-                callback()
+            self._end(current, "Stream taken over by a newer connection.")
         pub = Publication(self, path, owner)
         self._publishers[path] = pub
         self._sink(path).on_publish_start()
         return pub
+
+    def evict(self, path: str, reason: str) -> bool:
+        """Stop the publisher of `path`, telling it `reason`; False if none."""
+        current = self._publishers.get(path)
+        if current is None:
+            return False
+        log.warning("stream %s: publisher %s stopped: %s", path, current.owner, reason)
+        self._end(current, reason)
+        return True
+
+    def _end(self, pub: Publication, reason: str) -> None:
+        callback = pub._on_takeover
+        pub._on_takeover = None
+        pub.close()
+        if callback is not None:
+            callback(reason)
 
     def publisher(self, path: str) -> Publication | None:
         return self._publishers.get(path)

@@ -178,7 +178,7 @@ class _RtmpProtocol(asyncio.Protocol):
             self._reject(event, where, "NetStream.Publish.Failed", "Internal server error.")
             return
         stream_id = event.stream_id
-        pub.on_takeover(lambda: self._taken_over(stream_id))
+        pub.on_takeover(lambda reason: self._taken_over(stream_id, reason))
         self._pubs[stream_id] = pub
         conn.accept_publish(stream_id)
         server.stats.publishes_accepted += 1
@@ -190,12 +190,12 @@ class _RtmpProtocol(asyncio.Protocol):
         log.warning("rtmp %s %s: publish refused: %s %s", self._peer, where, code, description)
         self._conn.reject_publish(event.stream_id, code, description)
 
-    def _taken_over(self, stream_id: int) -> None:
+    def _taken_over(self, stream_id: int, reason: str) -> None:
         pub = self._pubs.pop(stream_id, None)
         path = pub.path if pub is not None else "?"
-        log.info("rtmp %s %s: taken over by a new connection of the same owner", self._peer, path)
+        log.info("rtmp %s %s: publication ended: %s", self._peer, path, reason)
         if self._conn is not None:
-            self._conn.fail("Stream taken over by a newer connection.", "NetStream.Publish.BadName")
+            self._conn.fail(reason, "NetStream.Publish.BadName")
         self._flush()
         self._close()
 

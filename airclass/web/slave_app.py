@@ -14,7 +14,7 @@ import logging
 import os
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -28,8 +28,10 @@ from airclass.auth.sessions import SessionSigner, SessionTable
 from airclass.auth.tokens import TokenIssuer
 from airclass.cluster.link import MasterLink
 from airclass.cluster.relay import RelayManager, RelayOrigin
+from airclass.cluster.wire import ClusterView, StreamOrigin
 from airclass.config import Config
 from airclass.hls.packager import PackagerConfig
+from airclass.media.hub import StreamHub
 from airclass.rtmp.server import PublishDenied, RtmpLimits, RtmpServer
 from airclass.web import hls_views, metrics
 from airclass.web.fastpath import FastPath
@@ -124,6 +126,26 @@ class SelfChooser:
         pass
 
 
+def one_origin(
+    authorize: Callable[[str, str, Mapping[str, str]], tuple[str, str]],
+    live_elsewhere: Callable[[str], StreamOrigin | None],
+) -> Callable[[str, str, Mapping[str, str]], tuple[str, str]]:
+    """`authorize`, refusing a publish of a path the cluster has live on another node (one
+    origin per path: the master would not list this node as its origin)."""
+
+    def check(app: str, name: str, query: Mapping[str, str]) -> tuple[str, str]:
+        path, owner = authorize(app, name, query)
+        origin = live_elsewhere(path)
+        if origin is not None:
+            raise PublishDenied(
+                "NetStream.Publish.BadName",
+                f"{path} is already live on node {origin.node_id}; publish to another name",
+            )
+        return path, owner
+
+    return check
+
+
 def make_publish_authorizer(config: Config, issuer: TokenIssuer) -> Any:
     """authorize(app, name, query) -> (path, owner) for the RTMP server."""
 
@@ -155,6 +177,13 @@ def make_publish_authorizer(config: Config, issuer: TokenIssuer) -> Any:
         )
 
     return authorize
+
+
+def evict_refused(hub: StreamHub, view: ClusterView) -> None:
+    """Stop local publishers of paths the master says another node publishes (two teachers
+    started the same class on two nodes at once: the first to reach the master keeps it)."""
+    for path in sorted(view.refused):
+        hub.evict(path, f"{path} is already live on another node; publish to another name")
 
 
 async def health(request: web.Request) -> web.Response:
@@ -200,9 +229,13 @@ def create_app(config: Config) -> web.Application:
         config.node_id, streams, issuer, SessionSigner(config.secret_key, config.node_id), sessions
     )
     tokens = TokenService(config, issuer, SelfChooser(config))
+    def live_elsewhere(path: str) -> StreamOrigin | None:
+        link = app.get(MASTER_LINK)
+        return link.live_elsewhere(path) if link is not None else None
+
     rtmp = RtmpServer(
         streams.hub,
-        make_publish_authorizer(config, issuer),
+        one_origin(make_publish_authorizer(config, issuer), live_elsewhere),
         RtmpLimits(handshake_timeout=config.rtmp_handshake_timeout),
     )
     node = SlaveNode(config, streams, hls, tokens, rtmp, time.time(), psutil.Process(os.getpid()))
@@ -238,6 +271,7 @@ def create_app(config: Config) -> web.Application:
     if config.master_url:
         app[MASTER_LINK] = MasterLink(config, node.stats)
         app[MASTER_LINK].add_listener(relay.apply)
+        app[MASTER_LINK].add_listener(lambda view: evict_refused(streams.hub, view))
         app.cleanup_ctx.append(_master_link_ctx)
         app.on_shutdown.append(_unregister_first)
     return app

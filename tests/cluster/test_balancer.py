@@ -8,7 +8,8 @@ from dataclasses import dataclass, field
 import pytest
 
 from airclass.cluster.balancer import Balancer, rendezvous_order, rendezvous_score
-from airclass.cluster.registry import NodeStats, Registration, Registry
+from airclass.cluster.registry import Registry
+from airclass.cluster.wire import NodeStats, Registration
 
 T0 = 1_700_000_000.0
 

@@ -13,15 +13,9 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from airclass.cluster.link import (
-    Backoff,
-    BandwidthMeter,
-    ClusterView,
-    MasterLink,
-    StreamOrigin,
-    heartbeat_stats,
-)
+from airclass.cluster.link import Backoff, BandwidthMeter, MasterLink, heartbeat_stats
 from airclass.cluster.master_app import MASTER, create_master_app
+from airclass.cluster.wire import ClusterView, StreamOrigin
 from airclass.config import Config
 from tests.cluster.test_master_app import CLUSTER_KEY, Clock, master_config
 from tests.e2e.conftest import free_port
@@ -63,7 +57,7 @@ def test_heartbeat_stats_from_slave_stats() -> None:
         "sessions_opened": 51, "bytes_served": 123, "uptime": 9.5, "role": "slave",
         "streams": {"live/stream": {"publishing": True}, "live/relayed": {"publishing": False}},
     }
-    assert heartbeat_stats(node_stats, 2048.04) == {
+    assert heartbeat_stats(node_stats, 2048.04).to_json() == {
         "connections": 45, "cpu": 25.5, "memory": 35.2, "max_connections": 150,
         "sessions_opened": 51, "streams": ["live/stream"],
         "serving": ["live/relayed", "live/stream"], "bandwidth": 2048.0,

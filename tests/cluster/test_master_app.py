@@ -14,7 +14,14 @@ from aiohttp.test_utils import TestClient
 
 from airclass.auth.tokens import TokenIssuer
 from airclass.cluster.master_app import MASTER, MasterState, create_master_app
-from airclass.cluster.signing import NONCE_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, sign
+from airclass.cluster.signing import (
+    NONCE_HEADER,
+    SIGNATURE_HEADER,
+    TIMESTAMP_HEADER,
+    request_nonce,
+    sign,
+    verify_reply,
+)
 from airclass.config import Config
 
 T0 = 1_700_000_000.0
@@ -40,6 +47,8 @@ class Master:
     def __init__(self, client: TestClient[Any, Any], clock: Clock) -> None:
         self.client = client
         self.clock = clock
+        self.registrations: dict[str, str] = {}
+        """node id -> the registration secret its register reply carried."""
 
     @property
     def state(self) -> MasterState:
@@ -53,6 +62,9 @@ class Master:
         sent = headers if headers is not None else sign(key, "POST", path, data, self.clock())
         resp = await self.client.post(path, data=data, headers=sent)
         assert resp.content_type == "application/json"
+        if resp.status in (200, 404):  # what a slave acts on is signed for its request
+            verify_reply(CLUSTER_KEY, request_nonce(sent), resp.status, resp.headers,
+                         await resp.read())
         return resp.status, await resp.json()
 
     async def register(self, node_id: str, max_connections: int = 150,
@@ -68,14 +80,15 @@ class Master:
             body["stats"] = stats
         status, reply = await self.signed("/cluster/register", body)
         assert status == 200, reply
+        self.registrations[node_id] = reply["registration"]
         return dict(reply)
 
     async def heartbeat(self, node_id: str, connections: int = 0,
                         **more: Any) -> tuple[int, Any]:
         return await self.signed(
             "/cluster/stats",
-            {"node_id": node_id, "stats": {"connections": connections, "cpu": 12.5,
-                                           "memory": 40.0, **more}},
+            {"node_id": node_id, "registration": self.registrations.get(node_id, "0" * 32),
+             "stats": {"connections": connections, "cpu": 12.5, "memory": 40.0, **more}},
         )
 
     async def get(self, path: str) -> tuple[int, Any]:
@@ -131,6 +144,7 @@ async def test_register_replies_with_the_cluster_view(master: Master) -> None:
     await master.register("slave-1")
     await master.heartbeat("slave-1", 3, streams=["live/stream"])
     reply = await master.register("slave-2", connections=0)
+    assert len(reply.pop("registration")) == 32
     assert reply == {
         "ok": True,
         "node_id": "slave-2",
@@ -172,11 +186,77 @@ async def test_heartbeat_from_unknown_node_asks_it_to_register(master: Master) -
 
 async def test_unregister_removes_the_node(master: Master) -> None:
     await master.register("slave-1")
-    status, reply = await master.signed("/cluster/unregister", {"node_id": "slave-1"})
+    leaving = {"node_id": "slave-1", "registration": master.registrations["slave-1"]}
+    status, reply = await master.signed("/cluster/unregister", leaving)
     assert (status, reply) == (200, {"ok": True, "node_id": "slave-1", "removed": True})
     assert (await master.nodes())["total_nodes"] == 0
-    status, reply = await master.signed("/cluster/unregister", {"node_id": "slave-1"})
+    status, reply = await master.signed("/cluster/unregister", leaving)
     assert status == 200 and reply["removed"] is False
+
+
+async def test_a_node_cannot_act_for_another(master: Master) -> None:
+    """Heartbeats and unregister count only with the registration's own secret, and a live
+    node's id cannot be registered again from another address."""
+    await master.register("slave-1")
+    await master.heartbeat("slave-1", 7)
+    forged = {"node_id": "slave-1", "registration": "f" * 32,
+              "stats": {"connections": 140, "streams": ["live/stream"]}}
+    status, reply = await master.signed("/cluster/stats", forged)
+    assert (status, reply) == (404, {"error": "unknown node", "register": True})
+    status, reply = await master.signed(
+        "/cluster/unregister", {"node_id": "slave-1", "registration": "f" * 32}
+    )
+    assert (status, reply) == (200, {"ok": True, "node_id": "slave-1", "removed": False})
+    node = master.state.registry.get("slave-1")
+    assert node is not None and node.current_connections == 7 and node.streams == frozenset()
+    # The same node id from another machine while slave-1 is alive: refused.
+    status, reply = await master.signed("/cluster/register", {
+        "node_id": "slave-1", "api_url": "http://impostor:8000", "hls_url": "http://impostor:8888",
+        "rtmp_url": "rtmp://impostor:1935",
+    })
+    assert status == 409 and "in use by http://slave-1:8000" in reply["error"]
+    # The same machine restarting gets a new registration; the old one stops counting.
+    old = master.registrations["slave-1"]
+    await master.register("slave-1")
+    assert master.registrations["slave-1"] != old
+    status, _ = await master.signed(
+        "/cluster/stats", {"node_id": "slave-1", "registration": old, "stats": {"connections": 1}}
+    )
+    assert status == 404
+
+
+async def test_a_live_path_has_one_origin_cluster_wide(master: Master) -> None:
+    await master.register("slave-1")
+    await master.register("slave-2")
+    status, one = await master.heartbeat("slave-1", 0, streams=["live/math"])
+    assert status == 200 and "refused" not in one
+    status, two = await master.heartbeat("slave-2", 0, streams=["live/math", "live/art"])
+    assert status == 200
+    assert two["refused"] == ["live/math"]
+    assert two["streams"]["live/math"]["origin"] == "slave-1"
+    assert two["streams"]["live/art"]["origin"] == "slave-2"
+    # The owner keeps it while it claims it; once it stops, the other may take it.
+    status, one = await master.heartbeat("slave-1", 0, streams=["live/math"])
+    assert one["streams"]["live/math"]["origin"] == "slave-1"
+    await master.heartbeat("slave-1", 0, streams=[])
+    status, two = await master.heartbeat("slave-2", 0, streams=["live/math"])
+    assert "refused" not in two and two["streams"]["live/math"]["origin"] == "slave-2"
+    # An owner that goes silent loses it to the next claimer.
+    await master.heartbeat("slave-1", 0, streams=[])
+    master.clock.advance(31)
+    await master.register("slave-1")
+    status, one = await master.heartbeat("slave-1", 0, streams=["live/math"])
+    assert "refused" not in one and one["streams"]["live/math"]["origin"] == "slave-1"
+
+
+async def test_node_urls_are_checked_before_anyone_sees_them(master: Master) -> None:
+    for bad in ["http://h:1/\r\nX: 1", "http://h:1 x", "http://h:1/path", "javascript:x",
+                "http://user@h:1", 'http://h:1"', "http://h:99999", "http://"]:
+        status, reply = await master.signed("/cluster/register", {
+            "node_id": "slave-x", "api_url": "http://h:8000", "hls_url": bad,
+            "rtmp_url": "rtmp://h:1935",
+        })
+        assert (status, reply) == (400, {"error": "hls_url invalid"}), bad
 
 
 @pytest.mark.parametrize("endpoint", ["/cluster/register", "/cluster/stats",
@@ -247,7 +327,13 @@ async def test_signed_but_malformed_bodies_are_400(master: Master) -> None:
     assert status == 400 and reply == {"error": "node_id invalid"}
     await master.register("slave-1")
     status, reply = await master.signed("/cluster/stats", {"node_id": "slave-1",
-                                                           "stats": {"cpu": 3}})
+                                                           "stats": {"connections": 3}})
+    assert status == 400 and reply == {"error": "registration missing or invalid"}
+    status, reply = await master.signed(
+        "/cluster/stats",
+        {"node_id": "slave-1", "registration": master.registrations["slave-1"],
+         "stats": {"cpu": 3}},
+    )
     assert status == 400 and reply == {"error": "stats.connections missing"}
     status, reply = await master.signed("/cluster/stats", {}, raw=b"[1, 2")
     assert status == 400 and reply == {"error": "body is not valid JSON"}

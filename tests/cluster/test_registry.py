@@ -9,15 +9,13 @@ from typing import Any
 import pytest
 
 from airclass.cluster.registry import (
-    InvalidRequest,
-    NodeStats,
-    Registration,
     Registry,
     RegistryFull,
     iso_utc,
     load_status,
     recommended_nodes,
 )
+from airclass.cluster.wire import NodeStats, Registration, WireError
 
 T0 = 1_700_000_000.0  # 2023-11-14T22:13:20Z
 
@@ -168,7 +166,7 @@ def test_heartbeat_fields() -> None:
 def test_bad_stats(body: Any, reason: str) -> None:
     r = Registry()
     r.register(reg("slave-1"), T0)
-    with pytest.raises(InvalidRequest) as info:
+    with pytest.raises(WireError) as info:
         r.heartbeat("slave-1", body, T0 + 1)
     assert info.value.reason == reason
 
@@ -192,7 +190,7 @@ def test_registration_from_json() -> None:
         {"node_id": "a", "api_url": "http://a", "hls_url": "http://a", "rtmp_url": "rtmp://a",
          "stats": {"connections": "x"}},
     ]:
-        with pytest.raises(InvalidRequest):
+        with pytest.raises(WireError):
             Registration.from_json(bad)
 
 

@@ -16,7 +16,6 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from airclass.auth.tokens import TokenIssuer
-from airclass.cluster.link import ClusterView, Peer, StreamOrigin
 from airclass.cluster.relay import (
     H_DISC_SEQUENCE,
     H_DURATION,
@@ -28,6 +27,7 @@ from airclass.cluster.relay import (
     parse_segment,
 )
 from airclass.cluster.signing import sign
+from airclass.cluster.wire import ClusterView, Peer, StreamOrigin
 from airclass.config import Config, finalize
 from airclass.hls.ring import Segment
 from airclass.web.hls_views import BACKUP_SESSION_GRACE, HLS_CONTEXT

@@ -171,3 +171,59 @@ def test_sign_rejects_bad_arguments() -> None:
         sign(KEY, "POST", "/", b"", NOW, nonce="xyz")
     with pytest.raises(ValueError):
         sign("", "POST", "/", b"", NOW)
+
+
+# Replies
+
+
+def _reply_case() -> tuple[str, dict[str, str], bytes]:
+    nonce = "0123456789abcdef0123456789abcdef"
+    headers = {"Content-Type": "video/mp2t", "X-AIRClass-Sequence": "7",
+               "X-AIRClass-Ended": "0", "Access-Control-Allow-Origin": "*"}
+    return nonce, headers, b"\x47" * 188
+
+
+def test_a_signed_reply_verifies_for_its_request_only() -> None:
+    from airclass.cluster.signing import REPLY_SIGNATURE_HEADER, sign_reply, verify_reply
+
+    nonce, headers, body = _reply_case()
+    headers[REPLY_SIGNATURE_HEADER] = sign_reply("k" * 32, nonce, 200, headers, body)
+    verify_reply("k" * 32, nonce, 200, headers, body)
+    lowered = {name.lower(): value for name, value in headers.items()}
+    verify_reply("k" * 32, nonce, 200, lowered, body)  # any case
+    # Headers that are not the relay's metadata may change on the way (CORS, proxies).
+    verify_reply("k" * 32, nonce, 200, {**headers, "Access-Control-Allow-Origin": "x"}, body)
+    tampered: list[tuple[str, int, dict[str, str], bytes, str]] = [
+        ("f" * 32, 200, headers, body, "bad reply signature"),  # a reply to another request
+        (nonce, 204, headers, body, "bad reply signature"),
+        (nonce, 200, {**headers, "X-AIRClass-Sequence": "8"}, body, "bad reply signature"),
+        (nonce, 200, {**headers, "X-AIRClass-Newest": "9"}, body, "bad reply signature"),
+        (nonce, 200, headers, body + b"\0", "bad reply signature"),
+        (nonce, 200, {k: v for k, v in headers.items() if k != REPLY_SIGNATURE_HEADER}, body,
+         "unsigned reply"),
+        (nonce, 200, {**headers, REPLY_SIGNATURE_HEADER: "zz"}, body,
+         "malformed reply signature"),
+    ]
+    for n, status, h, b, reason in tampered:
+        with pytest.raises(SignatureError) as info:
+            verify_reply("k" * 32, n, status, h, b)
+        assert info.value.reason == reason
+    with pytest.raises(SignatureError):
+        verify_reply("other-key" * 4, nonce, 200, headers, body)
+
+
+def test_reply_signature_is_exact() -> None:
+    """The canonical string, spelled out: a change to it is a change to the wire."""
+    import hashlib
+    import hmac as hmac_
+
+    from airclass.cluster.signing import derive_cluster_key, sign_reply
+
+    nonce, headers, body = _reply_case()
+    canonical = "\n".join([
+        "AIRClass-Reply-1", nonce, "200", "x-airclass-ended:0", "x-airclass-sequence:7",
+        hashlib.sha256(body).hexdigest(),
+    ])
+    expected = hmac_.new(derive_cluster_key("k" * 32), canonical.encode(),
+                         hashlib.sha256).hexdigest()
+    assert sign_reply("k" * 32, nonce, 200, headers, body) == expected
