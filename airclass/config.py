@@ -1,4 +1,4 @@
-"""Settings from command-line flags and environment variables (DESIGN.md §3).
+"""Settings from command-line flags and environment variables (docs/design.md §3).
 
 Every setting is a flag and an environment variable; a flag wins over the environment, which
 wins over the default. The result is a frozen dataclass handed to `create_app`.
@@ -89,7 +89,8 @@ class Config:
         return f"rtmp://{_url_host(self.public_host)}:{self.rtmp_port}"
 
     def check_secrets(self) -> None:
-        """Refuse empty or well-known keys outside demo mode (DESIGN.md §2: no default secrets)."""
+        """Refuse empty or well-known keys outside demo mode (docs/design.md §2: no default
+        secrets)."""
         if self.demo:
             return
         keys = [("SECRET_KEY", self.secret_key)]
@@ -119,7 +120,7 @@ def _bool(value: str) -> bool:
     return value.strip().lower() in {"1", "true", "yes", "on"}
 
 
-# (flag, env, type, help). Flags use the DESIGN.md §3 names.
+# (flag, env, type, help). Flags use the docs/design.md §3 names.
 _SETTINGS: list[tuple[str, str, type, str]] = [
     ("node_id", "NODE_ID", str, "node id (default: host name, plus API port when not 8000)"),
     ("master_url", "MASTER_URL", str, "master URL, e.g. http://master:8000 (unset: standalone)"),

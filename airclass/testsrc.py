@@ -10,8 +10,9 @@ FFmpeg's RTMP client. It is the client our end-to-end tests already prove our se
 publisher built on our own chunk writer and AMF0 encoder would share our assumptions on both
 ends of the wire and add code to maintain.
 
-Cost: 640x360 at 25 fps, x264 `ultrafast`/`zerolatency` at 600 kbit/s, takes about a tenth of
-one core; keyframes every `keyint` seconds (1 s), no B-frames, so segments can be cut at 1 s.
+Cost: 640x360 at 25 fps, x264 `ultrafast`/`zerolatency` at 600 kbit/s, so that it runs beside
+a master and two slaves on one PC; keyframes every `keyint` seconds (1 s), no B-frames, so
+segments can be cut at 1 s.
 
 The picture is drawn straight into a YUV 4:2:0 buffer with numpy (no colour conversion): colour
 bars scrolling sideways, a bouncing box, and the sender's wall clock `HH:MM:SS.t` in large

@@ -75,8 +75,8 @@ def encode_hs256(payload: dict[str, Any], key: bytes) -> str:
     """Compact HS256 JWS of `payload`, byte for byte what `jwt.encode(payload, key)` returns.
 
     Minting is the master's hot path during a class-wide join (thousands of tokens a second);
-    PyJWT spends most of its ~80 µs on generic header handling and key checks, while the token
-    itself is a fixed header, compact JSON and one HMAC (~20 µs).
+    PyJWT spends most of its time on generic header handling and key checks, while the token
+    itself is a fixed header, compact JSON and one HMAC.
     """
     signing_input = _HEADER_B64 + b"." + _b64url(_COMPACT_JSON.encode(payload).encode())
     signature = hmac.digest(key, signing_input, hashlib.sha256)

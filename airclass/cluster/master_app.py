@@ -1,4 +1,4 @@
-"""The master node as one aiohttp application (DESIGN.md §1).
+"""The master node as one aiohttp application (docs/design.md §1).
 
 `create_master_app(config)` serves `POST /api/token` (students to the least-loaded node,
 teachers to the node that ingests their stream), the signed control plane

@@ -3,7 +3,7 @@
 Pure: every method that depends on time takes `now` (Unix seconds, `time.time()`; it is
 also what `last_heartbeat` is reported in).
 
-Status (DESIGN.md §1), from the load a node reported, `connections / max_connections`:
+Status (docs/design.md §1), from the load a node reported, `connections / max_connections`:
 `healthy` below 70 %, `warning` from 70 %, `critical` from 90 %, and `offline` once
 `heartbeat_timeout` seconds have passed without a heartbeat. An offline node that sends a
 heartbeat is serving again at once (its status follows its load). A node unknown to the
@@ -30,7 +30,7 @@ and optionally `max_connections`, `streams` (paths this node is origin of), `ser
 (paths it serves), `bandwidth` (bytes/s sent), `sessions_opened` (cumulative int). Other
 scalar keys are kept in `extra` (at most 32).
 
-`snapshot` is the `GET /cluster/nodes` reply. Decisions where DESIGN.md is silent:
+`snapshot` is the `GET /cluster/nodes` reply. Decisions where docs/design.md §1 is silent:
 `healthy_nodes` counts the nodes that are serving (healthy, warning or critical, i.e. not
 offline; `status_counts` breaks them down); totals and utilization cover serving nodes only
 (an offline node's seats are gone); `utilization` and `load_percentage` are percentages

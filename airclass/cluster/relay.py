@@ -3,7 +3,7 @@
 A teacher publishes to one node, the origin. Every other node (an edge) copies the origin's
 segments over HTTP and serves them with the origin's bytes, sequence numbers, durations,
 program-date-times and discontinuities, so every node's media playlist is the same bytes at
-the same media sequence (DESIGN.md §2 "One stream, every node"). That is what lets a viewer
+the same media sequence (docs/design.md §2 "One stream, every node"). That is what lets a viewer
 fail over between nodes without a reload.
 
 Origin endpoints (on the slave's app, signed with CLUSTER_KEY by `airclass.cluster.signing`

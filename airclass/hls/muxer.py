@@ -31,7 +31,7 @@ MILLISECONDS = Fraction(1, 1000)
 
 TAKE_AT = 64 * 1024
 """Bytes of muxed output finished at a time while a segment grows (stripped of its SDT and
-given its continuity counters, `FreshCounters`): each time costs ~30 µs however little it
+given its continuity counters, `FreshCounters`): each time has a fixed cost however little it
 finishes (numpy calls), and the close finishes what is left, up to this much."""
 
 # FFmpeg's own logging stays at PyAV's default (off): muxing problems surface as exceptions.

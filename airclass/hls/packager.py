@@ -11,8 +11,9 @@ the container's end and the last packets to finish. The segment is listed first:
 playlist line needs only its number, duration and date, which the cut gives, while no viewer
 can ask for its bytes before reading that line. Those last steps run when the next frame
 arrives, or when anything asks for a segment's bytes or the ring's figures, whichever comes
-first (every public reader finishes it); so the playlist that lists a segment goes out ~0.5 ms
-sooner, on the publisher's connection's time rather than after it.
+first (every public reader finishes it); so the playlist that lists a segment goes out
+without waiting for them, and they run on the publisher's connection's time rather than
+before the listing.
 
 Low-latency mode (`PackagerConfig.low_latency`): each partial segment is muxed as its own small
 MPEG-TS (PAT and PMT first, continuity counters carried on) as soon as the segmenter closes it,
@@ -50,7 +51,7 @@ log = logging.getLogger(__name__)
 
 GZIP_MIN_BYTES = 1200
 """Playlists shorter than this are not gzipped: the reply fits one TCP segment either way, and
-compressing it (~40-100 µs) would delay the playlist that lists a new segment. A plain-HLS
+compressing it would delay the playlist that lists a new segment. A plain-HLS
 playlist of six segments is ~500 bytes; a low-latency one, with its parts, several KB."""
 
 PackagerState = Literal["waiting", "live", "ended"]
@@ -474,10 +475,10 @@ class HlsPackager:
 
     def _mux_ahead(self) -> None:
         """Mux the open segment's frames that are sure to stay in it as they arrive, so that
-        closing it, when its successor's keyframe comes, muxes only the last few: the segment
-        is listed ~3 ms sooner (2 s of 720p at 2.5 Mbit/s). A frame that closes a segment
-        waits for the frame after it (a new muxer and a keyframe cost ~0.3 ms): the playlist
-        that lists the closed segment goes out first."""
+        closing it, when its successor's keyframe comes, muxes only the last few rather than
+        the whole segment, and the listing waits for none of them. A frame that closes a
+        segment waits for the frame after it (a new muxer and a keyframe are work that need not
+        come first): the playlist that lists the closed segment goes out first."""
         frames = self._segmenter.open_frames
         if not frames:
             return

@@ -15,7 +15,7 @@ Rules:
   rounded RTMP stamp, so it may start just before). A player's buffered range is where both
   tracks are buffered: with the audio a few milliseconds short of the video, a complete segment
   looks unfinished to hls.js in low-latency mode, which then waits seconds before loading the
-  next segment's first part. It costs the segment's last part the reorder delay (~70–100 ms);
+  next segment's first part. It costs the segment's last part the encoder's reorder delay;
   plain HLS players look past such a gap, so without parts a segment closes at its keyframe.
 - Bounded: a segment that reaches `max_bytes` or `max_duration` (a publisher that stops sending
   keyframes) is force-cut at the next frame, which then starts a segment without a keyframe.

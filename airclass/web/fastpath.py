@@ -4,14 +4,14 @@ protocol, without aiohttp's request machinery.
 Every viewer asks for the playlist every target duration (every part, in LL-HLS) and for every
 segment or part: these three requests are nearly all of a slave's traffic. The entry playlist is
 answered here too: it is a player's first request, on the connection it then keeps using, which
-would otherwise be aiohttp's for good. Through aiohttp each
-costs ~100 µs of Python before our handler runs (request and header objects, routing, the
-middleware, the response object): more than the work itself. Here a protocol parses just what
+would otherwise be aiohttp's for good. Through aiohttp each runs
+Python before our handler does (request and header objects, routing, the middleware, the
+response object) that costs more than the work itself. Here a protocol parses just what
 these requests need, calls the same request logic as the aiohttp handlers (`hls_views`), and
 writes the reply itself: a segment's headers by one `send` that holds them for the body's first
 packet (MSG_MORE), its body by `sendfile` from the shared memory file (`SharedFiles`). (Headers
-sent in a packet of their own made the same reply cost the reader ~1.8× the CPU to receive on
-loopback: `benchmarks/compare_nginx.py`'s "wrk CPU" row; nginx holds them with TCP_NOPUSH.)
+sent in a packet of their own make the reader receive one more packet per reply, which showed
+in `benchmarks/compare_nginx.py`'s "wrk CPU" row; nginx holds them with TCP_NOPUSH.)
 
 Anything else, or anything unusual, goes to aiohttp: the first request that is not a plain
 HTTP/1.1 GET of one of these routes (another path or method, a percent-encoded or oversized

@@ -7,7 +7,7 @@
 
 The entry reply is a multivariant playlist whose variant URI carries the viewer's session id
 in the path, so relative segment URIs resolve to session-bearing URLs without a query string
-and the media playlist is the same bytes for every viewer (DESIGN.md §2).
+and the media playlist is the same bytes for every viewer (docs/design.md §2).
 
 LL-HLS (RFC 8216bis §6.2.5): the media playlist takes the delivery directives `_HLS_msn`,
 `_HLS_part` (blocking reload: the reply waits until that part or segment is in the playlist,

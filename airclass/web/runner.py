@@ -163,11 +163,11 @@ def keep_freed_memory(
     blocks_up_to: int = HEAP_BLOCKS_UP_TO, keeps_free: int = HEAP_KEEPS_FREE
 ) -> bool:
     """Have glibc's allocator reuse the memory of freed large blocks; False where there is no
-    glibc (the defaults stay). A slave makes and drops a ~0.7 MB segment every 2 s; by default
-    glibc maps every block from ~128 KiB up afresh and unmaps it when freed, so that joining a
-    closed segment's bytes first faults in ~170 new pages: ~0.4 ms of the time from the
-    keyframe that closes a segment to the playlist that lists it, measured on a slave (against
-    ~0.1 ms in pages used before). Each node keeps up to `keeps_free` bytes it freed."""
+    glibc (the defaults stay). A slave makes and drops a segment of several hundred KB every
+    target duration; by default glibc maps every block from 128 KiB up afresh and unmaps it
+    when freed, so that joining a closed segment's bytes faults in every page of it anew, on
+    the ingest's time, where pages used before are already mapped. Each node keeps up to
+    `keeps_free` bytes it freed."""
     if not sys.platform.startswith("linux"):
         return False
     try:
@@ -205,8 +205,8 @@ def run(main: Coroutine[Any, Any, None], event_loop: str = "auto") -> None:
     with the open file limit raised (`raise_open_file_limit`) and freed memory kept for reuse
     (`keep_freed_memory`).
 
-    uvloop roughly halves the CPU the event loop spends per request and per socket read,
-    which is most of what a slave does (see the README's Performance section).
+    uvloop's loop and transports are written in C, and the event loop's own work per request
+    and per socket read is most of what a slave does (benchmarks/RESULTS.md, "Event loop").
     """
     limit = raise_open_file_limit()
     log.debug("open file limit: %d", limit)

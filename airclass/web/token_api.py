@@ -1,4 +1,4 @@
-"""`POST /api/token` (DESIGN.md §3), shared by the master and a standalone slave.
+"""`POST /api/token` (docs/design.md §3), shared by the master and a standalone slave.
 
 The only difference between the two is who picks the node: the master's balancer, or the slave
 itself. Everything else — validation, the teacher password, the class code, the reply shape —

@@ -266,7 +266,7 @@ def test_snapshot_exact() -> None:
                    "rule": "max(1, ceil(ceil(students / 150) * 1.3))"},
     }
     assert snap == expected
-    # Key order is part of the contract: the DESIGN.md keys first, in their order.
+    # Key order is part of the contract: the docs/design.md §1 keys first, in their order.
     assert list(snap)[:6] == ["total_nodes", "healthy_nodes", "total_connections",
                               "total_capacity", "utilization", "nodes"]
     assert list(snap["nodes"][0])[:9] == ["node_id", "node_name", "current_connections",
