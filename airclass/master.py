@@ -20,7 +20,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"airclass master: {exc}", file=sys.stderr)
         return 2
     setup_logging(config.log_level)
-    from airclass.cluster.master_app import create_master_app
+    from airclass.web.master_app import create_master_app
 
     app = create_master_app(config)
     log.info(

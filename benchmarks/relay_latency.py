@@ -26,7 +26,7 @@ import aiohttp
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from airclass.cluster.relay import H_SEQUENCE, RELAY_PREFIX  # noqa: E402
+from airclass.cluster.relay_wire import H_SEQUENCE, RELAY_PREFIX  # noqa: E402
 from airclass.cluster.signing import sign  # noqa: E402
 from tests.e2e.conftest import Cluster, http_json, publish, wait_for  # noqa: E402
 

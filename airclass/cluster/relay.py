@@ -1,27 +1,10 @@
-"""One stream, every node: the origin's relay endpoint and the edges that follow it.
+"""One stream, every node: the edges that follow a live stream from its origin.
 
 A teacher publishes to one node, the origin. Every other node (an edge) copies the origin's
 segments over HTTP and serves them with the origin's bytes, sequence numbers, durations,
 program-date-times and discontinuities, so every node's media playlist is the same bytes at
 the same media sequence (docs/design.md §2 "One stream, every node"). That is what lets a viewer
 fail over between nodes without a reload.
-
-Origin endpoints (on the slave's app, signed with CLUSTER_KEY by `airclass.cluster.signing`
-over method, path with query and an empty body; viewer tokens and sessions never work here)::
-
-    GET /cluster/relay/<app>/<stream>/state
-        JSON: the ring (one entry per servable segment, oldest first) and the stream's state.
-    GET /cluster/relay/<app>/<stream>?after=<seq>&wait=<s>&ended=<0|1>
-        Long poll. 200 with the first segment whose sequence is above `after` (the ring's
-        oldest if `after` is older than the ring) as soon as it exists; body = the segment's
-        exact bytes, metadata in `X-AIRClass-*` headers. 204 when `wait` seconds pass without
-        one, or at once if the origin's ENDLIST state differs from the caller's `ended`.
-        409 if `after` is ahead of the origin's newest segment (its numbering restarted).
-        With `&part=<n>` (an LL-HLS edge holding parts 0..n-1 of segment after+1), a part of
-        the origin's open segment is an answer too: 200 with the part's bytes and
-        `X-AIRClass-Part` (its index) as soon as part n exists. A finished segment's reply
-        lists its parts (`X-AIRClass-Parts`: duration/size/independent each, in order; the
-        body is their bytes joined), so an edge that joined late serves the same parts.
 
 Edge: `RelayManager.follow(path, origin)` runs one task per followed path. The task reads the
 origin's state once (join: it copies every segment still in the origin's ring, so its
@@ -48,79 +31,44 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
-import re
 import time
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
 import aiohttp
-from aiohttp import web
 from yarl import URL
 
-from airclass.cluster.signing import (
-    NONCE_HEADER,
-    REPLY_SIGNATURE_HEADER,
-    ReplayCache,
-    SignatureError,
-    request_nonce,
-    sign,
-    sign_reply,
-    verify,
-    verify_reply,
+from airclass.cluster.relay_wire import (
+    DEFAULT_WAIT,
+    H_ENDED,
+    H_NEWEST,
+    H_PART,
+    MAX_WAIT,
+    RELAY_PREFIX,
+    RelayedPart,
+    RelayError,
+    parse_part,
+    parse_segment,
 )
+from airclass.cluster.signing import NONCE_HEADER, SignatureError, sign, verify_reply
 from airclass.cluster.wire import ClusterView, Peer, StreamOrigin, WireError, node_url
 from airclass.hls.packager import HlsPackager
-from airclass.hls.ring import Part, RingError, Segment
-from airclass.web.http import HttpError, json_error, json_response
-from airclass.web.streams import LiveStream, StreamTable
+from airclass.hls.ring import RingError
+from airclass.media.names import PATH_RE
+from airclass.streams import LiveStream, StreamTable
 
 log = logging.getLogger(__name__)
 
-RELAY_PREFIX: Final = "/cluster/relay"
-DEFAULT_WAIT: Final = 10.0
-"""Seconds a long poll waits for the next segment before a 204."""
-MAX_WAIT: Final = 20.0
 MAX_STATE_BYTES: Final = 64 * 1024
 BACKOFF_MIN: Final = 0.2
 BACKOFF_MAX: Final = 5.0
 MAX_BACKUPS: Final = 2
-
-H_SEQUENCE: Final = "X-AIRClass-Sequence"
-H_DURATION: Final = "X-AIRClass-Duration"
-H_PDT: Final = "X-AIRClass-Program-Date-Time"
-H_DISCONTINUITY: Final = "X-AIRClass-Discontinuity"
-H_DISC_SEQUENCE: Final = "X-AIRClass-Discontinuity-Sequence"
-H_TARGET: Final = "X-AIRClass-Target-Duration"
-H_ENDED: Final = "X-AIRClass-Ended"
-H_NEWEST: Final = "X-AIRClass-Newest"
-H_VIDEO_CODEC: Final = "X-AIRClass-Video-Codec"
-H_AUDIO_CODEC: Final = "X-AIRClass-Audio-Codec"
-H_RESOLUTION: Final = "X-AIRClass-Resolution"
-H_NODE: Final = "X-AIRClass-Node"
-H_PART: Final = "X-AIRClass-Part"
-H_PART_DURATION: Final = "X-AIRClass-Part-Duration"
-H_PART_INDEPENDENT: Final = "X-AIRClass-Part-Independent"
-H_PARTS: Final = "X-AIRClass-Parts"
-H_PART_TARGET: Final = "X-AIRClass-Part-Target"
-MAX_PARTS: Final = 200
-
-_NAME: Final = r"[A-Za-z0-9_-]{1,64}"
-_PATH_RE: Final = re.compile(rf"{_NAME}/{_NAME}")
-_CODEC_RE: Final = re.compile(r"[A-Za-z0-9.]{1,32}")
 _STATUS_RANK: Final = {"healthy": 0, "warning": 1, "critical": 2}
-
-
-class RelayError(Exception):
-    """The origin's reply cannot be used; the follower reconnects."""
 
 
 class Resync(RelayError):
     """The edge's ring does not continue the origin's: read the origin's state again."""
-
-
-# -- the master's directory (pure) -----------------------------------------------------------
 
 
 def choose_backups(
@@ -142,391 +90,6 @@ def _is_http(value: object) -> bool:
     except WireError:
         return False
     return True
-
-
-# -- the wire format (pure) ------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class RelayedSegment:
-    """One segment as the origin sent it, with the stream state that travels with it."""
-
-    segment: Segment
-    target_duration: int
-    ended: bool
-    video_codec: str | None
-    audio_codec: str | None
-    resolution: tuple[int, int] | None
-    part_target: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class RelayedPart:
-    """One part of the origin's open segment, with that segment's metadata."""
-
-    sequence: int
-    index: int
-    part: Part
-    program_date_time: float
-    discontinuity: bool
-    target_duration: int
-    part_target: float | None
-    ended: bool
-
-
-def part_headers(stream: LiveStream, index: int, part: Part, node_id: str) -> dict[str, str]:
-    """Headers of a part reply: the part's own numbers and its open segment's."""
-    packager = stream.packager
-    open_segment = packager.open_segment()
-    return {
-        H_SEQUENCE: str(open_segment.sequence),
-        H_PART: str(index),
-        H_PART_DURATION: repr(part.duration),
-        H_PART_INDEPENDENT: "1" if part.independent else "0",
-        H_PDT: repr(open_segment.program_date_time),
-        H_DISCONTINUITY: "1" if open_segment.discontinuity else "0",
-        H_PART_TARGET: repr(packager.part_target),
-        H_NODE: node_id,
-        **state_headers(stream),
-    }
-
-
-def parse_part(headers: Mapping[str, str], body: bytes) -> RelayedPart:
-    """The inverse of `part_headers`; raises RelayError on anything malformed."""
-    duration = _header_float(headers, H_PART_DURATION)
-    pdt = _header_float(headers, H_PDT)
-    if duration < 0 or pdt < 0:
-        raise RelayError("negative part duration or program date time")
-    return RelayedPart(
-        sequence=_header_int(headers, H_SEQUENCE),
-        index=_header_int(headers, H_PART),
-        part=Part(duration, body, headers.get(H_PART_INDEPENDENT) == "1"),
-        program_date_time=pdt,
-        discontinuity=headers.get(H_DISCONTINUITY) == "1",
-        target_duration=max(1, _header_int(headers, H_TARGET)),
-        part_target=_part_target(headers),
-        ended=headers.get(H_ENDED) == "1",
-    )
-
-
-def _part_target(headers: Mapping[str, str]) -> float | None:
-    if H_PART_TARGET not in headers:
-        return None
-    value = _header_float(headers, H_PART_TARGET)
-    if not 0 < value <= 60:
-        raise RelayError(f"bad {H_PART_TARGET}")
-    return value
-
-
-def _parts_header(parts: tuple[Part, ...]) -> str:
-    return ",".join(
-        f"{part.duration!r}/{len(part.data)}/{int(part.independent)}" for part in parts
-    )
-
-
-def _split_parts(value: str, body: bytes) -> tuple[Part, ...]:
-    """A segment's parts from `X-AIRClass-Parts` and the segment bytes (their join)."""
-    if not value:
-        return ()
-    entries = value.split(",")
-    if len(entries) > MAX_PARTS:
-        raise RelayError(f"more than {MAX_PARTS} parts")
-    parts: list[Part] = []
-    offset = 0
-    for entry in entries:
-        fields = entry.split("/")
-        if len(fields) != 3 or not fields[1].isdigit() or fields[2] not in ("0", "1"):
-            raise RelayError(f"bad {H_PARTS}")
-        try:
-            duration = float(fields[0])
-        except ValueError:
-            raise RelayError(f"bad {H_PARTS}") from None
-        if not 0 <= duration < 1e6:
-            raise RelayError(f"bad {H_PARTS}")
-        size = int(fields[1])
-        parts.append(Part(duration, body[offset : offset + size], fields[2] == "1"))
-        offset += size
-    if offset != len(body):
-        raise RelayError(f"{H_PARTS} sizes add up to {offset}, not {len(body)}")
-    return tuple(parts)
-
-
-def segment_headers(segment: Segment, stream: LiveStream, node_id: str) -> dict[str, str]:
-    """Headers carrying a segment's metadata; floats in repr() so they round-trip exactly."""
-    packager = stream.packager
-    headers = {
-        H_SEQUENCE: str(segment.sequence),
-        H_DURATION: repr(segment.duration),
-        H_PDT: repr(segment.program_date_time),
-        H_DISCONTINUITY: "1" if segment.discontinuity else "0",
-        H_DISC_SEQUENCE: str(segment.discontinuity_sequence),
-        H_NODE: node_id,
-        **state_headers(stream),
-    }
-    if packager.video_codec:
-        headers[H_VIDEO_CODEC] = packager.video_codec
-    if packager.audio_codec:
-        headers[H_AUDIO_CODEC] = packager.audio_codec
-    if packager.resolution:
-        headers[H_RESOLUTION] = f"{packager.resolution[0]}x{packager.resolution[1]}"
-    if segment.parts:
-        headers[H_PARTS] = _parts_header(segment.parts)
-    if packager.low_latency:
-        headers[H_PART_TARGET] = repr(packager.part_target)
-    return headers
-
-
-def state_headers(stream: LiveStream) -> dict[str, str]:
-    packager = stream.packager
-    newest = packager.newest_sequence
-    return {
-        H_TARGET: str(packager.target_duration),
-        H_ENDED: "1" if packager.state == "ended" else "0",
-        H_NEWEST: "" if newest is None else str(newest),
-    }
-
-
-def parse_segment(headers: Mapping[str, str], body: bytes) -> RelayedSegment:
-    """The inverse of `segment_headers`; raises RelayError on anything malformed."""
-    sequence = _header_int(headers, H_SEQUENCE)
-    disc_sequence = _header_int(headers, H_DISC_SEQUENCE)
-    duration = _header_float(headers, H_DURATION)
-    pdt = _header_float(headers, H_PDT)
-    if duration < 0 or pdt < 0:
-        raise RelayError("negative duration or program date time")
-    disc = headers.get(H_DISCONTINUITY)
-    if disc not in ("0", "1"):
-        raise RelayError(f"bad {H_DISCONTINUITY}")
-    return RelayedSegment(
-        segment=Segment(
-            sequence=sequence,
-            duration=duration,
-            data=body,
-            program_date_time=pdt,
-            discontinuity=disc == "1",
-            discontinuity_sequence=disc_sequence,
-            parts=_split_parts(headers.get(H_PARTS, ""), body),
-        ),
-        target_duration=max(1, _header_int(headers, H_TARGET)),
-        ended=headers.get(H_ENDED) == "1",
-        video_codec=_codec(headers.get(H_VIDEO_CODEC)),
-        audio_codec=_codec(headers.get(H_AUDIO_CODEC)),
-        resolution=_resolution(headers.get(H_RESOLUTION)),
-        part_target=_part_target(headers),
-    )
-
-
-def _header_int(headers: Mapping[str, str], name: str) -> int:
-    value = headers.get(name, "")
-    if not value.isdigit() or len(value) > 15:
-        raise RelayError(f"bad {name}")
-    return int(value)
-
-
-def _header_float(headers: Mapping[str, str], name: str) -> float:
-    try:
-        value = float(headers.get(name, ""))
-    except ValueError:
-        raise RelayError(f"bad {name}") from None
-    if not math.isfinite(value):
-        raise RelayError(f"bad {name}")
-    return value
-
-
-def _codec(value: str | None) -> str | None:
-    return value if value and _CODEC_RE.fullmatch(value) else None
-
-
-def _resolution(value: str | None) -> tuple[int, int] | None:
-    if not value:
-        return None
-    width, _, height = value.partition("x")
-    if not (width.isdigit() and height.isdigit() and len(width) <= 5 and len(height) <= 5):
-        return None
-    return int(width), int(height)
-
-
-def segment_summary(segment: Segment) -> dict[str, Any]:
-    """A ring entry in the state reply: enough to tell whether two nodes hold the same one."""
-    return {
-        "sequence": segment.sequence,
-        "duration": segment.duration,
-        "program_date_time": segment.program_date_time,
-        "discontinuity": segment.discontinuity,
-        "discontinuity_sequence": segment.discontinuity_sequence,
-        "size": len(segment.data),
-    }
-
-
-# -- origin side -----------------------------------------------------------------------------
-
-
-class RelayOrigin:
-    """Serves this node's streams to edges; mounted on the slave's app."""
-
-    def __init__(
-        self,
-        node_id: str,
-        streams: StreamTable,
-        cluster_key: str,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self.node_id = node_id
-        self.streams = streams
-        self.cluster_key = cluster_key
-        self.clock = clock
-        self.replay = ReplayCache()
-        self.requests = 0
-        self.segments_sent = 0
-        self.parts_sent = 0
-        self.refused = 0
-
-    def add_routes(self, app: web.Application) -> None:
-        base = f"{RELAY_PREFIX}/{{app:{_NAME}}}/{{stream:{_NAME}}}"
-        app.router.add_get(f"{base}/state", self._signed(self.state))
-        app.router.add_get(base, self._signed(self.next_segment))
-
-    def _signed(
-        self, handler: Callable[[web.Request], Awaitable[web.Response]]
-    ) -> Callable[[web.Request], Awaitable[web.Response]]:
-        """`handler` with every reply to an authenticated request signed for that request
-        (errors included: an edge acts on a 404 or 409 too)."""
-
-        async def signed(request: web.Request) -> web.Response:
-            self._authenticate(request)
-            try:
-                response = await handler(request)
-            except HttpError as exc:
-                response = json_error(exc.status, exc.message, exc.headers)
-            body = b"" if response.body is None else response.body
-            assert isinstance(body, bytes), "relay replies are built from bytes"
-            response.headers[REPLY_SIGNATURE_HEADER] = sign_reply(
-                self.cluster_key, request_nonce(request.headers), response.status,
-                response.headers, body,
-            )
-            return response
-
-        return signed
-
-    def _authenticate(self, request: web.Request) -> None:
-        if not self.cluster_key:
-            self.refused += 1
-            raise HttpError(401, "relay is disabled on a node without a cluster key")
-        try:
-            verify(
-                self.cluster_key, request.method, request.raw_path, b"", request.headers,
-                self.clock(), replay=self.replay,
-            )
-        except SignatureError as exc:
-            self.refused += 1
-            log.warning("relay request from %s refused: %s", request.remote, exc.reason)
-            raise HttpError(401, f"relay needs a cluster signature ({exc.reason})") from None
-        self.requests += 1
-
-    def _stream(self, request: web.Request) -> LiveStream:
-        path = f"{request.match_info['app']}/{request.match_info['stream']}"
-        stream = self.streams.get(path)
-        if stream is None:
-            raise HttpError(404, f"stream {path} is not on node {self.node_id}")
-        return stream
-
-    async def state(self, request: web.Request) -> web.Response:
-        stream = self._stream(request)
-        packager = stream.packager
-        return json_response(
-            {
-                "node_id": self.node_id,
-                "path": stream.path,
-                "state": packager.state,
-                "publishing": stream.publishing,
-                "ended": packager.state == "ended",
-                "target_duration": packager.target_duration,
-                "video_codec": packager.video_codec,
-                "audio_codec": packager.audio_codec,
-                "resolution": list(packager.resolution) if packager.resolution else None,
-                "bandwidth": packager.bandwidth,
-                "segments": [segment_summary(s) for s in packager.segments()],
-            }
-        )
-
-    async def next_segment(self, request: web.Request) -> web.Response:
-        after = _query_int(request, "after", -1, minimum=-1)
-        wait = _query_float(request, "wait", DEFAULT_WAIT, maximum=MAX_WAIT)
-        caller_ended = request.query.get("ended", "0") == "1"
-        have_parts = (
-            _query_int(request, "part", 0, minimum=0) if "part" in request.query else None
-        )
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + wait
-        while True:
-            stream = self._stream(request)
-            segment = _next_after(stream, after)
-            if segment is not None:
-                self.segments_sent += 1
-                return web.Response(
-                    body=segment.data,
-                    content_type="video/mp2t",
-                    headers=segment_headers(segment, stream, self.node_id),
-                )
-            if have_parts is not None and stream.packager.next_sequence == after + 1:
-                part = stream.packager.part(after + 1, have_parts)
-                if part is not None:
-                    self.parts_sent += 1
-                    return web.Response(
-                        body=part.data,
-                        content_type="video/mp2t",
-                        headers=part_headers(stream, have_parts, part, self.node_id),
-                    )
-            newest = stream.packager.newest_sequence
-            if newest is not None and after > newest:
-                raise HttpError(
-                    409, f"segment {after} is ahead of this origin's newest ({newest})"
-                )
-            ended = stream.packager.state == "ended"
-            remaining = deadline - loop.time()
-            if ended != caller_ended or remaining <= 0:
-                return web.Response(status=204, headers=state_headers(stream))
-            await stream.wait_change(remaining)
-
-
-def _next_after(stream: LiveStream, after: int) -> Segment | None:
-    packager = stream.packager
-    segment = packager.segment(after + 1)
-    if segment is not None:
-        return segment
-    segments = packager.segments()
-    if segments and segments[0].sequence > after:
-        return segments[0]
-    return None
-
-
-def _query_int(request: web.Request, name: str, default: int, *, minimum: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise HttpError(400, f"{name} must be an integer") from None
-    if value < minimum or value > 10**15:
-        raise HttpError(400, f"{name} out of range")
-    return value
-
-
-def _query_float(request: web.Request, name: str, default: float, *, maximum: float) -> float:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = float(raw)
-    except ValueError:
-        raise HttpError(400, f"{name} must be a number") from None
-    if not 0 <= value <= maximum:
-        raise HttpError(400, f"{name} must be between 0 and {maximum:g}")
-    return value
-
-
-# -- edge side -------------------------------------------------------------------------------
 
 
 @dataclass(slots=True)
@@ -807,7 +370,7 @@ class RelayManager:
         is the origin (named so, or its local publisher is live)."""
         if self._closed:
             return False
-        if not _PATH_RE.fullmatch(path) or not _is_http(origin.api_url):
+        if not PATH_RE.fullmatch(path) or not _is_http(origin.api_url):
             log.warning("relay: ignoring %r from %r", path[:80], origin.api_url[:80])
             return False
         if not self.cluster_key:
@@ -888,13 +451,4 @@ class RelayManager:
             self._session = None
 
 
-__all__ = [
-    "RELAY_PREFIX",
-    "RelayError",
-    "RelayManager",
-    "RelayOrigin",
-    "RelayedSegment",
-    "choose_backups",
-    "parse_segment",
-    "segment_headers",
-]
+__all__ = ["FollowerStats", "RelayManager", "Resync", "choose_backups"]

@@ -20,16 +20,19 @@ import re
 from enum import Enum
 from typing import Final, NamedTuple
 
+from airclass.media.names import NAME
+
 MAX_HEAD: Final = 8 * 1024
 """A request head larger than this goes to aiohttp (which refuses heads over its limits)."""
 
+_NAME: Final = f"({NAME})".encode()
 ROUTE: Final = re.compile(
-    rb"/([A-Za-z0-9_-]{1,64})/([A-Za-z0-9_-]{1,64})/([A-Za-z0-9_-]{8,96})/"
+    rb"/" + _NAME + rb"/" + _NAME + rb"/([A-Za-z0-9_-]{8,96})/"
     rb"(?:media\.m3u8|([0-9]{1,12})(?:\.([0-9]{1,4}))?\.ts)"
 )
 """The routes `hls_views.add_routes` gives the media playlist, segments and parts."""
 
-ENTRY: Final = re.compile(rb"/([A-Za-z0-9_-]{1,64})/([A-Za-z0-9_-]{1,64})/index\.m3u8")
+ENTRY: Final = re.compile(rb"/" + _NAME + rb"/" + _NAME + rb"/index\.m3u8")
 """The entry playlist's route: a player's first request, usually on the connection it keeps
 using for the rest."""
 

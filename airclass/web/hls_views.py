@@ -34,8 +34,9 @@ from airclass.auth.tokens import TokenIssuer
 from airclass.hls.packager import HlsPackager
 from airclass.hls.playlist import Variant, block_decision, render_multivariant_playlist
 from airclass.hls.ring import Part, Segment
+from airclass.media.names import NAME
+from airclass.streams import LiveStream, StreamTable
 from airclass.web.http import CORS_HEADERS, HttpError, SharedFiles, send_shared
-from airclass.web.streams import LiveStream, StreamTable
 
 log = logging.getLogger(__name__)
 
@@ -336,8 +337,7 @@ async def part(request: web.Request) -> web.StreamResponse:
 
 
 def add_routes(app: web.Application) -> None:
-    name = r"{%s:[A-Za-z0-9_-]{1,64}}"
-    base = f"/{name % 'app'}/{name % 'stream'}"
+    base = f"/{{app:{NAME}}}/{{stream:{NAME}}}"
     sid = r"{sid:[A-Za-z0-9_-]{8,96}}"
     app.router.add_get(f"{base}/index.m3u8", entry_playlist)
     app.router.add_get(f"{base}/{sid}/media.m3u8", media_playlist)

@@ -184,22 +184,6 @@ def slave_dashboard_source(
     return source
 
 
-def _master_source(app: web.Application) -> DashboardSource | None:
-    """The master's registry snapshot (what `GET /cluster/nodes` returns)."""
-    from airclass.cluster.master_app import MASTER  # the master imports this module
-
-    state = app.get(MASTER)
-    if state is None:
-        return None
-    def source() -> dict[str, Any]:
-        now = state.clock()
-        snapshot = state.registry.snapshot(now)
-        snapshot["advice"]["message"] = state.advice(now, snapshot)
-        return snapshot
-
-    return source
-
-
 def _config_of(app: web.Application) -> Any:
     service = app.get(TOKEN_SERVICE)
     return None if service is None else service.config
@@ -278,8 +262,6 @@ async def dashboard_data(request: web.Request) -> web.Response:
     if claims.user_type != "teacher":
         raise HttpError(403, "the dashboard is for teachers")
     source = ctx.dashboard
-    if source is None and ctx.role == "master":
-        source = ctx.dashboard = _master_source(request.app)
     if source is None:
         raise HttpError(501, "this node has no dashboard data")
     result = source()

@@ -12,7 +12,6 @@ import contextlib
 import hmac
 import logging
 import os
-import re
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass
@@ -27,23 +26,24 @@ from airclass.auth.errors import AuthError
 from airclass.auth.sessions import SessionSigner, SessionTable
 from airclass.auth.tokens import TokenIssuer
 from airclass.cluster.link import MasterLink
-from airclass.cluster.relay import RelayManager, RelayOrigin
+from airclass.cluster.relay import RelayManager
 from airclass.cluster.wire import ClusterView, StreamOrigin
 from airclass.config import Config
 from airclass.hls.packager import PackagerConfig
 from airclass.media.hub import StreamHub
+from airclass.media.names import NAME_RE
 from airclass.rtmp.server import PublishDenied, RtmpLimits, RtmpServer
+from airclass.streams import StreamTable
 from airclass.web import hls_views, metrics
 from airclass.web.fastpath import FastPath
 from airclass.web.hls_views import HLS_CONTEXT, HlsContext
 from airclass.web.http import HttpError, json_response, preflight
 from airclass.web.pages import add_page_routes, slave_dashboard_source
-from airclass.web.streams import StreamTable
+from airclass.web.relay_views import RelayOrigin
 from airclass.web.token_api import TOKEN_SERVICE, NodeTarget, TokenService, token_handler
 
 log = logging.getLogger(__name__)
 
-_NAME_RE = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 @dataclass(slots=True)
@@ -150,7 +150,7 @@ def make_publish_authorizer(config: Config, issuer: TokenIssuer) -> Any:
     """authorize(app, name, query) -> (path, owner) for the RTMP server."""
 
     def authorize(app: str, name: str, query: Mapping[str, str]) -> tuple[str, str]:
-        if not _NAME_RE.match(app) or not _NAME_RE.match(name):
+        if not NAME_RE.fullmatch(app) or not NAME_RE.fullmatch(name):
             raise PublishDenied(
                 "NetStream.Publish.BadName", "stream names use letters, digits, - and _"
             )

@@ -20,6 +20,7 @@ from aiohttp import web
 
 from airclass.auth.tokens import TokenIssuer
 from airclass.config import Config
+from airclass.media.names import PATH_RE
 from airclass.web.http import HttpError, client_address, json_response, read_json
 from airclass.web.ratelimit import FailureLimiter
 
@@ -29,8 +30,6 @@ STUDENT_TTL = 3600.0
 TEACHER_TTL = 12 * 3600.0
 MAX_USER_ID = 64
 DEFAULT_STREAM = "live/stream"
-_NAME = r"[A-Za-z0-9_-]{1,64}"
-STREAM_RE = re.compile(rf"^{_NAME}/{_NAME}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -86,7 +85,7 @@ class TokenService:
         if len(user_id) > MAX_USER_ID or _CONTROL.search(user_id):
             raise HttpError(400, f"user_id must be at most {MAX_USER_ID} printable characters")
         stream = body.get("stream", DEFAULT_STREAM)
-        if not isinstance(stream, str) or not STREAM_RE.match(stream):
+        if not isinstance(stream, str) or not PATH_RE.fullmatch(stream):
             raise HttpError(400, "stream must look like 'live/stream' (letters, digits, - and _)")
 
         if user_type == "teacher":

@@ -14,11 +14,11 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from airclass.cluster.link import Backoff, BandwidthMeter, MasterLink, heartbeat_stats
-from airclass.cluster.master_app import MASTER, create_master_app
 from airclass.cluster.wire import ClusterView, StreamOrigin
 from airclass.config import Config
-from tests.cluster.test_master_app import CLUSTER_KEY, Clock, master_config
+from airclass.web.master_app import MASTER, create_master_app
 from tests.e2e.conftest import free_port
+from tests.web.test_master_app import CLUSTER_KEY, Clock, master_config
 
 # Pure pieces
 

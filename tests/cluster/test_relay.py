@@ -16,23 +16,23 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from airclass.auth.tokens import TokenIssuer
-from airclass.cluster.relay import (
+from airclass.cluster.relay import choose_backups
+from airclass.cluster.relay_wire import (
     H_DISC_SEQUENCE,
     H_DURATION,
     H_PDT,
     H_SEQUENCE,
     RELAY_PREFIX,
     RelayError,
-    choose_backups,
     parse_segment,
 )
 from airclass.cluster.signing import sign
 from airclass.cluster.wire import ClusterView, Peer, StreamOrigin
 from airclass.config import Config, finalize
 from airclass.hls.ring import Segment
+from airclass.streams import LiveStream
 from airclass.web.hls_views import BACKUP_SESSION_GRACE, HLS_CONTEXT
 from airclass.web.slave_app import RELAY, create_app
-from airclass.web.streams import LiveStream
 from tests.hls.conftest import make_test_frames
 
 PATH = "live/stream"

@@ -263,7 +263,7 @@ def _dashboard_nodes(page: Any) -> dict[str, str]:
 def test_cluster_student_on_master_and_dashboard_follows_a_dead_slave(
     cluster: Cluster, browser: Any, tmp_path: Path
 ) -> None:
-    pytest.importorskip("airclass.cluster.master_app")
+    pytest.importorskip("airclass.web.master_app")
     master: Node = cluster.master("--heartbeat-timeout", "4", "--heartbeat-interval", "1")
     fast = ("--heartbeat-interval", "1")
     slaves = [cluster.slave(*fast, master=master, node_id=f"slave-{i}") for i in (1, 2)]

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from airclass.cluster.master_app import create_master_app
 from airclass.cluster.signing import sign
 from airclass.config import Config
+from airclass.web.master_app import create_master_app
 from airclass.web.slave_app import SLAVE
 from tests.hls.conftest import make_test_frames
 from tests.web.conftest import PATH, Slave

@@ -240,7 +240,7 @@ def test_rate_meter_measures_between_samples() -> None:
 
 
 async def test_master_serves_the_pages_and_its_registry_as_dashboard(aiohttp_client: Any) -> None:
-    master_app = pytest.importorskip("airclass.cluster.master_app")
+    master_app = pytest.importorskip("airclass.web.master_app")
     import secrets
 
     from airclass.config import finalize

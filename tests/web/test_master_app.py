@@ -13,7 +13,6 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from airclass.auth.tokens import TokenIssuer
-from airclass.cluster.master_app import MASTER, MasterState, create_master_app
 from airclass.cluster.signing import (
     NONCE_HEADER,
     SIGNATURE_HEADER,
@@ -23,6 +22,7 @@ from airclass.cluster.signing import (
     verify_reply,
 )
 from airclass.config import Config
+from airclass.web.master_app import MASTER, MasterState, create_master_app
 
 T0 = 1_700_000_000.0
 SECRET = secrets.token_urlsafe(32)
@@ -466,7 +466,7 @@ async def test_all_critical_gives_advice_in_reply_and_log(
 ) -> None:
     await master.register("slave-a", connections=140)
     await master.register("slave-b", connections=150)
-    with caplog.at_level(logging.WARNING, logger="airclass.cluster.master_app"):
+    with caplog.at_level(logging.WARNING, logger="airclass.web.master_app"):
         snap = await master.nodes()
     advice = snap["advice"]
     # 290 students: ceil(290 / 150) = 2, × 1.3 → 3 nodes recommended, 1 to add.

@@ -1,11 +1,11 @@
-"""Waiting on a live stream (airclass.web.streams.LiveStream.wait_change)."""
+"""Waiting on a live stream (airclass.streams.LiveStream.wait_change)."""
 
 from __future__ import annotations
 
 import asyncio
 
 from airclass.hls.packager import HlsPackager, PackagerConfig
-from airclass.web.streams import PRUNE_WAITERS, LiveStream
+from airclass.streams import PRUNE_WAITERS, LiveStream
 
 
 def live() -> tuple[HlsPackager, LiveStream]:

@@ -428,7 +428,7 @@ def create_master_app(config: Config, *, clock: Callable[[], float] = time.time)
     app.router.add_get("/health", health)
     app.router.add_route("OPTIONS", "/{tail:.*}", preflight)
     app.router.add_get("/cluster/prometheus-targets", prometheus_targets)
-    add_master_pages(app)
+    add_master_pages(app, state)
     http_metrics = metrics.install(app, lambda: metrics.master_families(state))
     app.middlewares.append(http_metrics.middleware())
     app.cleanup_ctx.append(_monitor_ctx)
@@ -450,10 +450,17 @@ async def prometheus_targets(request: web.Request) -> web.Response:
     return json_response(groups)
 
 
-def add_master_pages(app: web.Application) -> None:
+def add_master_pages(app: web.Application, state: MasterState) -> None:
     """The web pages (`/`, `/teacher`, `/dashboard`, `/static/...`, `/api/info`,
     `/api/dashboard`); the dashboard reads the registry snapshot."""
-    add_page_routes(app, role="master")
+
+    def dashboard() -> dict[str, Any]:
+        now = state.clock()
+        snapshot = state.registry.snapshot(now)
+        snapshot["advice"]["message"] = state.advice(now, snapshot)
+        return snapshot
+
+    add_page_routes(app, role="master", dashboard=dashboard)
 
 
 async def _monitor_ctx(app: web.Application) -> AsyncIterator[None]:
