@@ -97,10 +97,18 @@ class _RtmpProtocol(asyncio.Protocol):
         self._peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         self._group = address_group(str(peer[0])) if isinstance(peer, tuple) else self._peer
         server = self._server
+        full = server._slots.total >= server._slots.max_total
         refusal = server._slots.take(self._group)
         if refusal is not None:
             server.stats.connections_refused += 1
-            self._warn("refused", "rtmp %s: connection refused: %s", self._peer, refusal)
+            # A full node is one condition, however many addresses knock: one line for all.
+            self._warn(
+                "refused",
+                "rtmp %s: connection refused: %s",
+                self._peer,
+                refusal,
+                client="*" if full else None,
+            )
             self._closing = True
             self._transport.close()
             return
@@ -269,9 +277,10 @@ class _RtmpProtocol(asyncio.Protocol):
 
     # -- I/O --------------------------------------------------------------------------------
 
-    def _warn(self, kind: str, msg: str, *args: object) -> None:
-        """A WARNING about this peer, throttled per client and `kind`."""
-        skipped = self._server._log_throttle.allow(f"{self._group} {kind}", self._loop.time())
+    def _warn(self, kind: str, msg: str, *args: object, client: str | None = None) -> None:
+        """A WARNING about this peer, throttled per client (or `client`) and `kind`."""
+        key = f"{client or self._group} {kind}"
+        skipped = self._server._log_throttle.allow(key, self._loop.time())
         if skipped is not None:
             log.warning(msg + "%s", *args, skipped_note(skipped))
 
