@@ -443,7 +443,7 @@ class ServerConnection:
             log.debug(
                 "%s: refusing to play %s: this server only ingests",
                 self.label,
-                printable(_first_str(cmd.args)),
+                printable(_first_str(cmd.args).partition("?")[0]),  # a query may hold a token
             )
             self._on_status(
                 stream_id,

@@ -199,7 +199,7 @@ class _RtmpProtocol(asyncio.Protocol):
                 "rtmp %s: connect app=%s tcUrl=%s flashVer=%s",
                 self._peer,
                 printable(event.app),
-                printable(event.tc_url),
+                printable(event.tc_url.partition("?")[0]),  # a query may hold a key
                 printable(event.flash_ver),
             )
         return False
