@@ -11,6 +11,7 @@ import select
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 import psutil
 import pytest
@@ -34,14 +35,15 @@ class RssSampler:
 
     def __init__(self, pid: int) -> None:
         self.proc = psutil.Process(pid)
-        self.start = self.max = self.proc.memory_info().rss
+        self.start: int = self.proc.memory_info().rss
+        self.max = self.start
         self._running = True
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while self._running:
             try:
-                self.max = max(self.max, self.proc.memory_info().rss)
+                self.max = max(self.max, int(self.proc.memory_info().rss))
             except psutil.Error:
                 return
             time.sleep(0.05)
@@ -228,7 +230,7 @@ def test_peers_that_never_publish(cluster: Cluster, slave: Node, tmp_path: Path)
             publisher.wait()
 
 
-def stats(slave: Node) -> dict[str, object]:
+def stats(slave: Node) -> dict[str, Any]:
     status, reply = http_json("GET", f"{slave.api}/api/stats")
     assert status == 200
     return dict(reply)
@@ -300,7 +302,7 @@ def test_max_streams(cluster: Cluster, tmp_path: Path) -> None:
     try:
         wait_for(
             lambda: all(
-                stats(slave)["streams"].get(f"live/{n}", {}).get("publishing")  # type: ignore[attr-defined]
+                stats(slave)["streams"].get(f"live/{n}", {}).get("publishing")
                 for n in ("one", "two")
             ),
             20,
@@ -312,7 +314,7 @@ def test_max_streams(cluster: Cluster, tmp_path: Path) -> None:
         assert b"This node already carries 2 live streams, its most." in reply
         third = publish(f"{slave.rtmp}/live/three?key={key}", 10, log_path=tmp_path / "3.log")
         assert third.wait(20) != 0
-        assert "live/three" not in stats(slave)["streams"]  # type: ignore[operator]
+        assert "live/three" not in stats(slave)["streams"]
         # Its owner reconnecting to a live path is a takeover, not one stream more.
         peer = RawPeer(port, source="127.0.0.3")
         try:
@@ -324,7 +326,7 @@ def test_max_streams(cluster: Cluster, tmp_path: Path) -> None:
         encoders[1].kill()
         encoders[1].wait()
         wait_for(
-            lambda: not stats(slave)["streams"]["live/two"]["publishing"],  # type: ignore[index]
+            lambda: not stats(slave)["streams"]["live/two"]["publishing"],
             10,
             what="live/two to end",
         )
