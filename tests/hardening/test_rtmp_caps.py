@@ -58,7 +58,7 @@ class RssSampler:
 
     @property
     def growth(self) -> int:
-        return self.max - self.start
+        return int(self.max - self.start)
 
 
 def accepted(peer: RawPeer) -> bool:
