@@ -68,6 +68,10 @@ class Config:
     heartbeat_timeout: float = 30.0
     viewer_window: float = 30.0
     rtmp_handshake_timeout: float = 10.0
+    rtmp_publish_timeout: float = 15.0
+    rtmp_max_connections: int = 64
+    rtmp_max_connections_per_address: int = 8
+    max_streams: int = 16
     sticky: bool = False
     event_loop: str = "auto"
     fast_path: bool = True
@@ -159,6 +163,20 @@ _SETTINGS: list[tuple[str, str, type, str]] = [
         float,
         "seconds an RTMP peer has from accept to connect (slowloris guard)",
     ),
+    (
+        "rtmp_publish_timeout",
+        "RTMP_PUBLISH_TIMEOUT",
+        float,
+        "seconds an RTMP peer has from accept to an accepted publish",
+    ),
+    ("rtmp_max_connections", "RTMP_MAX_CONNECTIONS", int, "RTMP connections open at once"),
+    (
+        "rtmp_max_connections_per_address",
+        "RTMP_MAX_CONNECTIONS_PER_ADDRESS",
+        int,
+        "RTMP connections open at once from one address (IPv6: one /64)",
+    ),
+    ("max_streams", "MAX_STREAMS", int, "streams published on this node at once"),
     ("sticky", "STICKY", bool, "route each stream to the same slave (rendezvous hashing)"),
     ("event_loop", "EVENT_LOOP", str, "auto (uvloop when installed), uvloop or asyncio"),
     (
@@ -272,6 +290,11 @@ def finalize(config: Config) -> Config:
         raise ConfigError("--heartbeat-timeout must exceed --heartbeat-interval (> 0)")
     if not 0 < config.rtmp_handshake_timeout <= 300:
         raise ConfigError("--rtmp-handshake-timeout must be between 0 and 300 seconds")
+    if not 0 < config.rtmp_publish_timeout <= 300:
+        raise ConfigError("--rtmp-publish-timeout must be between 0 and 300 seconds")
+    for name in ("rtmp_max_connections", "rtmp_max_connections_per_address", "max_streams"):
+        if getattr(config, name) < 1:
+            raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
     if config.event_loop not in ("auto", "uvloop", "asyncio"):
         raise ConfigError("--event-loop must be auto, uvloop or asyncio")
     for port_name in ("rtmp_port", "hls_port", "api_port"):

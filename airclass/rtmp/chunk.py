@@ -130,6 +130,13 @@ class ChunkReader:
         """Bytes held: unparsed input plus partially reassembled messages."""
         return len(self._buf) - self._start + self._pending
 
+    @property
+    def largest_partial(self) -> int:
+        """The declared length of the longest message received in part (0 if none)."""
+        return max(
+            (st.length for st in self._streams.values() if st.partial is not None), default=0
+        )
+
     def feed(self, data: bytes) -> list[RtmpMessage]:
         """Add `data`; returns the messages completed, up to a pause (see the class)."""
         buf = self._buf

@@ -13,6 +13,13 @@ before the rest of it is parsed, whatever the split of the input. With `pause=Tr
 segment the keyframe ends) before the rest of the input is parsed; `input_pending` then says to
 call `receive_data(b"", pause=True)` again.
 
+Until a publish is accepted, the peer gets `RtmpLimits.pre_publish_bytes` for any one message
+and for what is held between calls (partial messages, unparsed input): the commands before a
+publish are small, and a peer that never publishes must not hold the megabytes a publisher's
+keyframes need. Both checks are made in stream order or on what is left after each call, so
+they do not depend on how the input is split, and a publish followed at once by a large
+keyframe in the same read is let through.
+
 Errors: any `RtmpProtocolError` from a layer moves the connection to ERROR, queues an
 `onStatus` error for a stream being published, and is re-raised; the owner sends the queued
 bytes and closes. After a rejection (`should_close`), input is ignored.
@@ -27,11 +34,12 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+from airclass.logtext import printable
 from airclass.media.frames import AudioConfig, Frame, KeyframeComing, VideoConfig
 from airclass.rtmp import flv
 from airclass.rtmp import messages as m
 from airclass.rtmp.chunk import ChunkReader, ChunkWriter, MessageHead, RtmpMessage
-from airclass.rtmp.errors import MessageError, RtmpProtocolError
+from airclass.rtmp.errors import ChunkError, MessageError, RtmpProtocolError
 from airclass.rtmp.handshake import ServerHandshake
 from airclass.rtmp.limits import RtmpLimits
 
@@ -158,6 +166,7 @@ class ServerConnection:
         self._names: dict[int, str] = {}
         self._next_stream_id = 1
         self._pending = 0
+        self._published = False
         self.app = ""
         self.tc_url = ""
         self._connect_query: dict[str, str] = {}
@@ -184,6 +193,12 @@ class ServerConnection:
     def publishing(self) -> list[int]:
         """Stream ids currently accepted for publishing."""
         return [sid for sid, st in self._streams.items() if st is StreamState.PUBLISHING]
+
+    @property
+    def has_published(self) -> bool:
+        """True once a publish has been accepted on this connection (the pre-publish caps no
+        longer apply)."""
+        return self._published
 
     @property
     def input_pending(self) -> bool:
@@ -216,6 +231,7 @@ class ServerConnection:
         """Let a requested publish go ahead (sends NetStream.Publish.Start)."""
         self._decide(stream_id)
         self._streams[stream_id] = StreamState.PUBLISHING
+        self._published = True
         name = self._names.get(stream_id, "")
         self._send(m.CSID_CONTROL, 0, m.USER_CONTROL, m.stream_begin(stream_id))
         self._on_status(
@@ -304,6 +320,14 @@ class ServerConnection:
             raise RtmpProtocolError(
                 f"more than {self.limits.max_queued_bytes} bytes sent while publish was pending"
             )
+        if not self._published and not self._pending and not self.should_close:
+            cap = self.limits.pre_publish_bytes
+            if reader.largest_partial > cap:
+                raise ChunkError(
+                    f"message of {reader.largest_partial} bytes before a publish (at most {cap})"
+                )
+            if reader.buffered > cap:
+                raise ChunkError(f"more than {cap} bytes held before a publish")
 
     def _enqueue(self, messages: list[RtmpMessage]) -> None:
         for msg in messages:
@@ -312,6 +336,11 @@ class ServerConnection:
 
     def _handle(self, msg: RtmpMessage, events: list[Event]) -> None:
         t = msg.type_id
+        if not self._published and len(msg.payload) > self.limits.pre_publish_bytes:
+            raise MessageError(
+                f"message of {len(msg.payload)} bytes before a publish"
+                f" (at most {self.limits.pre_publish_bytes})"
+            )
         if t == m.VIDEO or t == m.AUDIO:
             self._media(msg, events)
         elif t == m.COMMAND_AMF0 or t == m.COMMAND_AMF3:
@@ -377,7 +406,7 @@ class ServerConnection:
         if values and values[0] == "@setDataFrame":
             values = values[1:]
         if len(values) < 2 or values[0] != "onMetaData" or not isinstance(values[1], dict):
-            log.debug("%s: ignoring data message %r", self.label, values[:1])
+            log.debug("%s: ignoring data message %s", self.label, printable(values[:1]))
             return
         if self._streams.get(msg.stream_id) is not StreamState.PUBLISHING:
             log.debug("%s: metadata on stream %d that is not publishing", self.label, msg.stream_id)
@@ -389,7 +418,7 @@ class ServerConnection:
         tid = cmd.transaction_id
         if self.state is ConnState.WAIT_CONNECT:
             if name != "connect":
-                raise MessageError(f"{name!r} before connect")
+                raise MessageError(f"'{printable(name)}' before connect")
             self._connect(cmd, events)
             return
         if name == "connect":
@@ -411,7 +440,11 @@ class ServerConnection:
         elif name == "publish":
             self._publish(stream_id, cmd, events)
         elif name in ("play", "play2"):
-            log.info("%s: refusing to play %r: this server only ingests", self.label, cmd.args)
+            log.debug(
+                "%s: refusing to play %s: this server only ingests",
+                self.label,
+                printable(_first_str(cmd.args).partition("?")[0]),  # a query may hold a token
+            )
             self._on_status(
                 stream_id,
                 "error",
@@ -441,7 +474,7 @@ class ServerConnection:
             if tid and name in ("_checkbw", "getStreamLength"):
                 self._send_command(stream_id, "_result", tid, None, None)
         else:
-            log.info("%s: ignoring unknown command %r", self.label, name)
+            log.debug("%s: ignoring unknown command %s", self.label, printable(name))
             if tid:
                 info = m.status_info(
                     "error", "NetConnection.Call.Failed", f"Method not found ({name})."

@@ -35,3 +35,26 @@ class RtmpLimits:
     """Seconds without any received byte before a connection is dropped."""
     write_buffer_max: int = 1024 * 1024
     """Unsent bytes we hold for a peer that does not read before dropping it."""
+    pre_publish_bytes: int = 64 * 1024
+    """Until a publish is accepted: the largest message, the bytes held in partial messages
+    and unparsed input together, and the unsent replies held for a peer that does not read.
+    What an encoder sends before publishing (Set Chunk Size, connect, releaseStream,
+    FCPublish, createStream, publish) is a few hundred bytes a message, so this leaves room
+    for long URLs and keys; without it a peer that never publishes could make us hold
+    `max_pending_bytes` (and `write_buffer_max`) for nothing."""
+    publish_timeout: float = 15.0
+    """Seconds from accept to an accepted publish. An encoder publishes within a second of
+    connecting; a peer that only holds its connection open is closed here rather than at
+    `idle_timeout`, which pings can keep from ever firing."""
+    max_connections: int = 64
+    """RTMP connections open at once, in all. A node takes the few publishers of its school
+    (see `max_live_paths`), each with room for an encoder's reconnect overlapping its old
+    connection; beyond that a connection is refused at accept."""
+    max_connections_per_address: int = 8
+    """RTMP connections open at once from one client (an IPv4 address or an IPv6 /64). A
+    teacher's PC publishes one stream, maybe two (camera and screen), and reconnects before
+    the old connection times out; a few teachers may share a NAT address."""
+    max_live_paths: int = 16
+    """Paths published at once on this node: the classes of a school live on one node, with
+    margin. A publish beyond it is refused (NetStream.Publish.Rejected), so that one key cannot
+    make the node package and hold rings for any number of streams."""

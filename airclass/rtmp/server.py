@@ -4,6 +4,11 @@ A thin adapter, in the manner of aioquic's `asyncio/protocol.py`: every protocol
 in the sans-IO `ServerConnection`; this module owns sockets, timers, the authorizer call and the
 hub publication. Whatever goes wrong on one connection is logged with the peer and path, told to
 the peer with an `onStatus` error where possible, and ends that connection only.
+
+The server-wide caps live here: connections in all and per client (`admission`), the deadline
+to publish, and the number of live paths. Lines about refused or dropped peers are throttled
+per client and kind (`LogThrottle`), and every peer-supplied string is logged through
+`printable`, so neither a flood of peers nor a crafted stream name can flood or forge the log.
 """
 
 from __future__ import annotations
@@ -14,7 +19,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
+from airclass.logtext import LogThrottle, printable, skipped_note
 from airclass.media.hub import Publication, StreamBusy, StreamHub
+from airclass.rtmp.admission import ConnectionSlots, address_group, may_go_live
 from airclass.rtmp.connection import (
     ConnectRequested,
     ConnState,
@@ -34,6 +41,9 @@ log = logging.getLogger(__name__)
 
 _CLOSE_GRACE = 5.0
 """Seconds a closing connection gets to flush its last words before it is aborted."""
+REFUSAL_LOG_INTERVAL = 10.0
+"""Seconds between two log lines of one kind (refused publish, protocol error, timeout...)
+about one client: enough to see who and why, too few to fill a disk from a flood."""
 
 
 class PublishDenied(Exception):
@@ -54,6 +64,7 @@ class RtmpStats:
     """Counters since start (for metrics and logs)."""
 
     connections_total: int = 0
+    connections_refused: int = 0
     publishes_accepted: int = 0
     publishes_rejected: int = 0
     protocol_errors: int = 0
@@ -72,6 +83,10 @@ class _RtmpProtocol(asyncio.Protocol):
         self._last_rx = 0.0
         self._timer: asyncio.TimerHandle | None = None
         self._closing = False
+        self._group = "?"
+        self._slot = False
+        """True while this connection holds one of the server's connection slots."""
+        self._accepted_at = 0.0
 
     # -- asyncio callbacks ------------------------------------------------------------------
 
@@ -80,12 +95,29 @@ class _RtmpProtocol(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self._peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self._group = address_group(str(peer[0])) if isinstance(peer, tuple) else self._peer
         server = self._server
+        full = server._slots.total >= server._slots.max_total
+        refusal = server._slots.take(self._group)
+        if refusal is not None:
+            server.stats.connections_refused += 1
+            # A full node is one condition, however many addresses knock: one line for all.
+            self._warn(
+                "refused",
+                "rtmp %s: connection refused: %s",
+                self._peer,
+                refusal,
+                client="*" if full else None,
+            )
+            self._closing = True
+            self._transport.close()
+            return
+        self._slot = True
         self._conn = ServerConnection(server.limits, label=self._peer)
         server._protocols.add(self)
         server.stats.connections_total += 1
-        self._last_rx = self._loop.time()
-        self._timer = self._loop.call_later(server.limits.handshake_timeout, self._on_timer)
+        self._accepted_at = self._last_rx = self._loop.time()
+        self._arm_timer()
         log.debug("rtmp %s: connected", self._peer)
 
     def data_received(self, data: bytes) -> None:
@@ -107,7 +139,13 @@ class _RtmpProtocol(asyncio.Protocol):
                 events = conn.receive_data(b"", pause=True)
         except RtmpProtocolError as exc:
             self._server.stats.protocol_errors += 1
-            log.warning("rtmp %s %s: protocol error: %s", self._peer, self._paths(), exc)
+            self._warn(
+                "protocol",
+                "rtmp %s %s: protocol error: %s",
+                self._peer,
+                self._paths(),
+                printable(exc),
+            )
         except Exception:
             log.exception("rtmp %s %s: internal error", self._peer, self._paths())
             conn.fail("Internal server error.")
@@ -126,6 +164,9 @@ class _RtmpProtocol(asyncio.Protocol):
             self._timer = None
         self._closing = True
         self._server._protocols.discard(self)
+        if self._slot:
+            self._slot = False
+            self._server._slots.give_back(self._group)
         for stream_id in list(self._pubs):
             self._end_publication(stream_id, "connection closed")
 
@@ -146,24 +187,36 @@ class _RtmpProtocol(asyncio.Protocol):
                 "rtmp %s %s: metadata %sx%s@%s encoder=%s",
                 self._peer,
                 self._paths(),
-                meta.get("width"),
-                meta.get("height"),
-                meta.get("framerate"),
-                meta.get("encoder"),
+                printable(meta.get("width"), 20),
+                printable(meta.get("height"), 20),
+                printable(meta.get("framerate"), 20),
+                printable(meta.get("encoder"), 80),
             )
         elif isinstance(event, PublishStopped):
             self._end_publication(event.stream_id, "publisher stopped")
         elif isinstance(event, ConnectRequested):
-            log.debug("rtmp %s: connect app=%r flashVer=%r", self._peer, event.app, event.flash_ver)
+            log.debug(
+                "rtmp %s: connect app=%s tcUrl=%s flashVer=%s",
+                self._peer,
+                printable(event.app),
+                printable(event.tc_url.partition("?")[0]),  # a query may hold a key
+                printable(event.flash_ver),
+            )
         return False
 
     def _publish(self, event: PublishRequested) -> None:
         conn = self._conn
         assert conn is not None
         server = self._server
-        where = f"{event.app}/{event.name}"
+        where = printable(f"{event.app}/{event.name}")
         try:
             path, owner = server.authorize(event.app, event.name, event.query)
+            live = server.hub.live_paths()
+            if not may_go_live(path, live, server.limits.max_live_paths):
+                raise PublishDenied(
+                    "NetStream.Publish.Rejected",
+                    f"This node already carries {len(live)} live streams, its most.",
+                )
             pub = server.hub.publish(path, owner)
         except PublishDenied as denied:
             self._reject(event, where, denied.code, denied.description)
@@ -182,12 +235,21 @@ class _RtmpProtocol(asyncio.Protocol):
         self._pubs[stream_id] = pub
         conn.accept_publish(stream_id)
         server.stats.publishes_accepted += 1
-        log.info("rtmp %s: publishing %s as %s (owner %s)", self._peer, where, path, owner)
+        log.info(
+            "rtmp %s: publishing %s as %s (owner %s)", self._peer, where, path, printable(owner)
+        )
 
     def _reject(self, event: PublishRequested, where: str, code: str, description: str) -> None:
         assert self._conn is not None
         self._server.stats.publishes_rejected += 1
-        log.warning("rtmp %s %s: publish refused: %s %s", self._peer, where, code, description)
+        self._warn(
+            "publish",
+            "rtmp %s %s: publish refused: %s %s",
+            self._peer,
+            where,
+            code,
+            printable(description),
+        )
         self._conn.reject_publish(event.stream_id, code, description)
 
     def _taken_over(self, stream_id: int, reason: str) -> None:
@@ -215,6 +277,13 @@ class _RtmpProtocol(asyncio.Protocol):
 
     # -- I/O --------------------------------------------------------------------------------
 
+    def _warn(self, kind: str, msg: str, *args: object, client: str | None = None) -> None:
+        """A WARNING about this peer, throttled per client (or `client`) and `kind`."""
+        key = f"{client or self._group} {kind}"
+        skipped = self._server._log_throttle.allow(key, self._loop.time())
+        if skipped is not None:
+            log.warning(msg + "%s", *args, skipped_note(skipped))
+
     def _paths(self) -> str:
         return ",".join(pub.path for pub in self._pubs.values()) or "-"
 
@@ -225,8 +294,16 @@ class _RtmpProtocol(asyncio.Protocol):
         out = self._conn.data_to_send()
         if out:
             transport.write(out)
-        if transport.get_write_buffer_size() > self._server.limits.write_buffer_max:
-            log.warning("rtmp %s %s: peer does not read, dropping it", self._peer, self._paths())
+        limits = self._server.limits
+        cap = (
+            limits.write_buffer_max
+            if self._conn.has_published
+            else min(limits.write_buffer_max, limits.pre_publish_bytes)
+        )
+        if transport.get_write_buffer_size() > cap:
+            self._warn(
+                "unread", "rtmp %s %s: peer does not read, dropping it", self._peer, self._paths()
+            )
             self.abort()
 
     def _close(self) -> None:
@@ -246,6 +323,18 @@ class _RtmpProtocol(asyncio.Protocol):
         if self._transport is not None:
             self._transport.abort()
 
+    def _arm_timer(self) -> None:
+        """Wake at the nearest deadline still ahead: handshake, publish, or idle."""
+        conn = self._conn
+        assert conn is not None
+        limits = self._server.limits
+        when = self._last_rx + limits.idle_timeout
+        if conn.state in (ConnState.HANDSHAKE, ConnState.WAIT_CONNECT):
+            when = min(when, self._accepted_at + limits.handshake_timeout)
+        if not conn.has_published:
+            when = min(when, self._accepted_at + limits.publish_timeout)
+        self._timer = self._loop.call_at(when, self._on_timer)
+
     def _on_timer(self) -> None:
         self._timer = None
         conn = self._conn
@@ -253,22 +342,43 @@ class _RtmpProtocol(asyncio.Protocol):
             return
         limits = self._server.limits
         now = self._loop.time()
-        if conn.state in (ConnState.HANDSHAKE, ConnState.WAIT_CONNECT):
+        if (
+            conn.state in (ConnState.HANDSHAKE, ConnState.WAIT_CONNECT)
+            and now >= self._accepted_at + limits.handshake_timeout
+        ):
             self._server.stats.timeouts += 1
-            log.warning(
-                "rtmp %s: no connect within %.0f s, dropping", self._peer, limits.handshake_timeout
+            self._warn(
+                "handshake",
+                "rtmp %s: no connect within %.0f s, dropping",
+                self._peer,
+                limits.handshake_timeout,
             )
             self.abort()
+            return
+        if not conn.has_published and now >= self._accepted_at + limits.publish_timeout:
+            self._server.stats.timeouts += 1
+            self._warn(
+                "deadline",
+                "rtmp %s: no publish within %.0f s, closing",
+                self._peer,
+                limits.publish_timeout,
+            )
+            self._flush()
+            self._close()
             return
         idle = now - self._last_rx
         if idle >= limits.idle_timeout:
             self._server.stats.timeouts += 1
-            log.warning(
-                "rtmp %s %s: nothing received for %.0f s, dropping", self._peer, self._paths(), idle
+            self._warn(
+                "idle",
+                "rtmp %s %s: nothing received for %.0f s, dropping",
+                self._peer,
+                self._paths(),
+                idle,
             )
             self.abort()
             return
-        self._timer = self._loop.call_at(self._last_rx + limits.idle_timeout, self._on_timer)
+        self._arm_timer()
 
 
 class RtmpServer:
@@ -286,6 +396,10 @@ class RtmpServer:
         self.stats = RtmpStats()
         self._server: asyncio.Server | None = None
         self._protocols: set[_RtmpProtocol] = set()
+        self._slots = ConnectionSlots(
+            self.limits.max_connections, self.limits.max_connections_per_address
+        )
+        self._log_throttle = LogThrottle(REFUSAL_LOG_INTERVAL)
 
     async def start(self, host: str, port: int) -> None:
         loop = asyncio.get_running_loop()

@@ -236,7 +236,13 @@ def create_app(config: Config) -> web.Application:
     rtmp = RtmpServer(
         streams.hub,
         one_origin(make_publish_authorizer(config, issuer), live_elsewhere),
-        RtmpLimits(handshake_timeout=config.rtmp_handshake_timeout),
+        RtmpLimits(
+            handshake_timeout=config.rtmp_handshake_timeout,
+            publish_timeout=config.rtmp_publish_timeout,
+            max_connections=config.rtmp_max_connections,
+            max_connections_per_address=config.rtmp_max_connections_per_address,
+            max_live_paths=config.max_streams,
+        ),
     )
     node = SlaveNode(config, streams, hls, tokens, rtmp, time.time(), psutil.Process(os.getpid()))
     app[SLAVE] = node

@@ -19,10 +19,21 @@ __all__ = ["Cluster", "RawPeer", "cluster", "free_port", "module_cluster"]
 class RawPeer:
     """A raw TCP peer of an RTMP server: writes what a test crafts, reads only when told."""
 
-    def __init__(self, port: int, *, rcvbuf: int | None = None, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        port: int,
+        *,
+        rcvbuf: int | None = None,
+        timeout: float = 5.0,
+        source: str | None = None,
+    ) -> None:
+        """`source`: the loopback address to connect from (127.0.0.2, ...), so that one test
+        can play several clients."""
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         if rcvbuf is not None:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+        if source is not None:
+            self.sock.bind((source, 0))
         self.sock.settimeout(timeout)
         self.sock.connect(("127.0.0.1", port))
         self.received = bytearray()

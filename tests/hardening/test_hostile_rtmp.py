@@ -74,7 +74,16 @@ def _sample_rss(lecture: Lecture, pid: int) -> None:
 @pytest.fixture(scope="module")
 def lecture(module_cluster: Cluster, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lecture]:
     tmp = tmp_path_factory.mktemp("hostile")
-    slave = module_cluster.slave("--rtmp-handshake-timeout", str(HANDSHAKE_TIMEOUT))
+    # Each attacker here is one kind of hostile connection, all from 127.0.0.1: the connection
+    # caps (tested in test_rtmp_caps.py) are raised so that they do not hide the guard tested.
+    slave = module_cluster.slave(
+        "--rtmp-handshake-timeout",
+        str(HANDSHAKE_TIMEOUT),
+        "--rtmp-max-connections",
+        "200",
+        "--rtmp-max-connections-per-address",
+        "200",
+    )
     publisher = publish(
         f"{slave.rtmp}/live/stream?key={module_cluster.stream_key}", 200, log_path=tmp / "pub.log"
     )

@@ -19,7 +19,7 @@ from airclass.rtmp.connection import (
     PublishStopped,
     ServerConnection,
 )
-from airclass.rtmp.errors import MessageError, RtmpProtocolError, UnsupportedCodec
+from airclass.rtmp.errors import ChunkError, MessageError, RtmpProtocolError, UnsupportedCodec
 from airclass.rtmp.limits import RtmpLimits
 from tests.rtmp.publisher import (
     ASC,
@@ -426,6 +426,94 @@ def test_queue_limit_while_publish_pending() -> None:
     conn.receive_data(pub.video(0, avc_header(1, 1, 0) + bytes(9_000)))
     with pytest.raises(RtmpProtocolError, match="while publish was pending"):
         conn.receive_data(pub.video(40, avc_header(2, 1, 0) + bytes(2_000)))
+
+
+# -- before a publish: small messages only --------------------------------------------------
+
+
+TOO_LARGE_BEFORE_PUBLISH = r"^message of 1001 bytes before a publish \(at most 1000\)$"
+
+
+def test_large_message_before_publish_in_one_read() -> None:
+    conn, _ = new_conn(pre_publish_bytes=1000)
+    pub = Publisher()
+    conn.receive_data(HANDSHAKE + pub.connect())
+    with pytest.raises(MessageError, match=TOO_LARGE_BEFORE_PUBLISH):
+        conn.receive_data(pub.writer.write(3, 0, m.COMMAND_AMF0, 0, bytes(1001)))
+    assert conn.state is ConnState.ERROR
+
+
+def test_large_message_before_publish_held_in_part() -> None:
+    """Declared 1001 bytes, only its first chunk sent: refused from what is held."""
+    conn, _ = new_conn(pre_publish_bytes=1000)
+    pub = Publisher()
+    conn.receive_data(HANDSHAKE + pub.connect())
+    first_chunk = pub.writer.write(20, 0, m.COMMAND_AMF0, 0, bytes(1001))[: 12 + 128]
+    with pytest.raises(ChunkError, match=TOO_LARGE_BEFORE_PUBLISH):
+        conn.receive_data(first_chunk)
+
+
+def test_partial_messages_together_before_publish() -> None:
+    """Eight messages of 1000 bytes each begun on eight chunk streams: each is allowed, the
+    1024 bytes they hold together are not."""
+    conn, _ = new_conn(pre_publish_bytes=1000)
+    pub = Publisher()
+    conn.receive_data(HANDSHAKE + pub.connect())
+    for csid in range(20, 27):
+        conn.receive_data(pub.writer.write(csid, 0, m.COMMAND_AMF0, 0, bytes(1000))[: 12 + 128])
+    assert conn.buffered == 7 * 128
+    with pytest.raises(ChunkError, match=r"^more than 1000 bytes held before a publish$"):
+        conn.receive_data(pub.writer.write(27, 0, m.COMMAND_AMF0, 0, bytes(1000))[: 12 + 128])
+
+
+def test_unparsed_input_counts_before_publish() -> None:
+    """One chunk of 4000 bytes (after Set Chunk Size 4096) still arriving holds its bytes as
+    unparsed input: refused too."""
+    conn, _ = new_conn(pre_publish_bytes=1000)
+    pub = Publisher()
+    conn.receive_data(HANDSHAKE + pub.set_chunk_size(4096) + pub.connect())
+    data = pub.writer.write(20, 0, m.COMMAND_AMF0, 0, bytes(4000))
+    conn.receive_data(data[:1000])
+    with pytest.raises(ChunkError, match=r"^more than 1000 bytes held before a publish$"):
+        conn.receive_data(data[1000:1001])
+
+
+def test_publish_then_large_keyframe_in_the_same_read() -> None:
+    """An encoder may send its first keyframe right behind publish: the cap ends with the
+    publish, in stream order, whatever the split."""
+    pub = Publisher()
+    keyframe = avc_header(1, 1, 0) + (50_000).to_bytes(4, "big") + b"\x65" + bytes(49_999)
+    data = (
+        pub.up_to_publish("stream?key=k")
+        + pub.set_chunk_size(4096)
+        + pub.video(0, avc_header(1, 0, 0) + AVCC)
+        + pub.video(40, keyframe)
+    )
+    for step in (len(data), 1000, 4096):
+        conn, _ = new_conn(pre_publish_bytes=1000)
+        frames = []
+        for i in range(0, len(data), step):
+            events = conn.receive_data(data[i : i + step])
+            while any(isinstance(e, PublishRequested) for e in events):
+                conn.accept_publish(1)
+                frames += events
+                events = conn.receive_data(b"")
+            frames += events
+        assert conn.has_published
+        got = [e.event for e in frames if isinstance(e, MediaReceived)]
+        assert isinstance(got[-1], Frame) and len(got[-1].data) == 50_000 + 4, step
+
+
+def test_large_messages_after_publish() -> None:
+    conn, _, pub = publishing()
+    assert conn.has_published
+    keyframe = avc_header(1, 1, 0) + (300_000).to_bytes(4, "big") + b"\x65" + bytes(299_999)
+    conn.receive_data(pub.video(0, avc_header(1, 0, 0) + AVCC))
+    data = pub.video(40, keyframe)
+    conn.receive_data(data[:200_000])
+    assert conn.buffered > conn.limits.pre_publish_bytes
+    events = conn.receive_data(data[200_000:])
+    assert any(isinstance(e, MediaReceived) and isinstance(e.event, Frame) for e in events)
 
 
 def test_create_stream_limit() -> None:

@@ -6,6 +6,8 @@ import subprocess
 import sys
 
 PURE = [
+    "airclass.logtext",
+    "airclass.rtmp.admission",
     "airclass.rtmp.amf0",
     "airclass.rtmp.chunk",
     "airclass.rtmp.connection",

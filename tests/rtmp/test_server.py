@@ -319,3 +319,64 @@ async def test_real_ffmpeg_second_publisher_other_owner_refused(ffmpeg_harness: 
         if first.returncode is None:
             first.terminate()
         await first.wait()
+
+
+async def test_publish_deadline_and_connection_caps() -> None:
+    h = Harness(
+        RtmpLimits(publish_timeout=0.5, max_connections=3, max_connections_per_address=2)
+    )
+    await h.server.start("127.0.0.1", 0)
+    port = h.server.port
+    try:
+        _, publisher, _, info = await raw_publish(port, "s?key=k")
+        assert info["code"] == "NetStream.Publish.Start"
+        idler = Client(*await asyncio.open_connection("127.0.0.1", port))
+        idler.writer.write(HANDSHAKE + idler.pub.connect())
+        # A third connection from 127.0.0.1 is refused at accept: closed before any byte.
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        writer.close()
+        # Another address gets the last slot; a fourth address finds the node full.
+        silent = await asyncio.open_connection("127.0.0.1", port, local_addr=("127.0.0.2", 0))
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, local_addr=("127.0.0.3", 0)
+        )
+        assert await asyncio.wait_for(reader.read(), 5) == b""
+        writer.close()
+        assert h.server.stats.connections_refused == 2
+        assert h.server.connections == 3
+        # The two that never published are closed at the deadline; the publisher stays.
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        await until_closed(idler.reader)
+        await until_closed(silent[0])
+        assert loop.time() - started < 1.0
+        assert h.server.stats.timeouts == 2
+        assert h.server.connections == 1 and h.hub.live_paths() == ["live/s"]
+        for w in (publisher, idler.writer, silent[1]):
+            w.close()
+    finally:
+        await h.server.close()
+
+
+async def test_live_path_cap() -> None:
+    h = Harness(RtmpLimits(max_live_paths=1))
+    await h.server.start("127.0.0.1", 0)
+    try:
+        _, first, _, info = await raw_publish(h.server.port, "a?key=k")
+        assert info["code"] == "NetStream.Publish.Start"
+        reader, second, _, info = await raw_publish(h.server.port, "b?key=k")
+        assert (info["level"], info["code"], info["description"]) == (
+            "error",
+            "NetStream.Publish.Rejected",
+            "This node already carries 1 live streams, its most.",
+        )
+        await until_closed(reader)
+        # The owner of the live path reconnecting is not one more.
+        _, third, _, info = await raw_publish(h.server.port, "a?key=k")
+        assert info["code"] == "NetStream.Publish.Start"
+        assert h.hub.live_paths() == ["live/a"]
+        for w in (first, second, third):
+            w.close()
+    finally:
+        await h.server.close()
