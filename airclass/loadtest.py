@@ -22,16 +22,17 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
-from datetime import datetime
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
+
+from airclass.hls.reader import Playlist, parse_media_playlist
+from airclass.measure import percentile
 
 log = logging.getLogger("airclass.loadtest")
 
@@ -50,53 +51,6 @@ class ViewerResult:
     started: bool = False
     failovers: int = 0
     parts: int = 0
-
-
-@dataclass
-class Playlist:
-    target: float
-    media_sequence: int
-    segments: list[tuple[int, float, str, float | None]]
-    """(sequence, duration, uri, program date time of the segment start)"""
-    ended: bool
-    parts: list[tuple[int, int, float, str]] = field(default_factory=list)
-    """LL-HLS EXT-X-PART entries: (segment sequence, part index, duration, uri)."""
-    part_hold_back: float = 0.0
-
-
-def parse_media_playlist(text: str) -> Playlist:
-    if not text.startswith("#EXTM3U"):
-        raise ValueError("not a playlist")
-    target, sequence, ended = 0.0, 0, False
-    segments: list[tuple[int, float, str, float | None]] = []
-    duration = 0.0
-    pdt: float | None = None
-    parts: list[tuple[int, int, float, str]] = []
-    hold_back = 0.0
-    for line in text.splitlines():
-        if line.startswith("#EXT-X-PART:"):
-            attrs = dict(a.split("=", 1) for a in line[12:].split(",") if "=" in a)
-            owner = sequence + len(segments)
-            index = sum(1 for p in parts if p[0] == owner)
-            parts.append((owner, index, float(attrs["DURATION"]), attrs["URI"].strip('"')))
-        elif line.startswith("#EXT-X-SERVER-CONTROL:") and "PART-HOLD-BACK=" in line:
-            hold_back = float(line.split("PART-HOLD-BACK=", 1)[1].split(",", 1)[0])
-        elif line.startswith("#EXT-X-TARGETDURATION:"):
-            target = float(line.split(":", 1)[1])
-        elif line.startswith("#EXT-X-MEDIA-SEQUENCE:"):
-            sequence = int(line.split(":", 1)[1])
-        elif line.startswith("#EXT-X-PROGRAM-DATE-TIME:"):
-            stamp = line.split(":", 1)[1].replace("Z", "+00:00")
-            pdt = datetime.fromisoformat(stamp).timestamp()
-        elif line.startswith("#EXTINF:"):
-            duration = float(line[8:].split(",", 1)[0])
-        elif line == "#EXT-X-ENDLIST":
-            ended = True
-        elif line and not line.startswith("#"):
-            segments.append((sequence + len(segments), duration, line, pdt))
-            if pdt is not None:
-                pdt += duration
-    return Playlist(target, sequence, segments, ended, parts, hold_back)
 
 
 def first_variant(text: str) -> str:
@@ -320,14 +274,6 @@ async def get_token(
         if resp.status != 200:
             raise RuntimeError(f"token request failed: {resp.status} {reply}")
         return reply
-
-
-def percentile(values: list[float], q: float) -> float:
-    if not values:
-        return math.nan
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))
-    return ordered[index]
 
 
 async def node_stats(session: aiohttp.ClientSession, api_urls: list[str]) -> dict[str, Any]:

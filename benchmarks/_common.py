@@ -36,6 +36,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from airclass.auth.sessions import SessionSigner  # noqa: E402
+from airclass.hls.reader import parse_media_playlist  # noqa: E402
 from airclass.rtmp.chunk import ChunkReader  # noqa: E402
 from airclass.rtmp.flv import starts_avc_keyframe  # noqa: E402
 from tests.e2e.conftest import Cluster, LinkPacer, free_port, need, pipe, wait_for  # noqa: E402
@@ -203,16 +204,9 @@ class Listed:
     """perf_counter() when the playlist first listed it."""
 
 
-def parse_media_playlist(text: str) -> list[tuple[str, float]]:
+def listed_segments(text: str) -> list[tuple[str, float]]:
     """(uri, EXTINF duration) of each full segment; partial segments and tags are skipped."""
-    out: list[tuple[str, float]] = []
-    duration = 0.0
-    for line in text.splitlines():
-        if line.startswith("#EXTINF:"):
-            duration = float(line[8:].split(",", 1)[0])
-        elif line and not line.startswith("#"):
-            out.append((line, duration))
-    return out
+    return [(uri, duration) for _, duration, uri, _ in parse_media_playlist(text).segments]
 
 
 POLL_INTERVAL = 0.002
@@ -240,7 +234,7 @@ async def poll_playlist(
                 body = ""
             now = time.perf_counter()
             new = False
-            for uri, duration in parse_media_playlist(body):
+            for uri, duration in listed_segments(body):
                 if uri not in listed and uri not in ignore:
                     listed[uri] = Listed(uri, duration, now)
                     new = True
@@ -267,7 +261,7 @@ async def listed_now(url: str) -> frozenset[str]:
                 body = await resp.text() if resp.status == 200 else ""
         except aiohttp.ClientError:
             body = ""
-    return frozenset(uri for uri, _ in parse_media_playlist(body))
+    return frozenset(uri for uri, _ in listed_segments(body))
 
 
 @dataclass

@@ -39,16 +39,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from airclass.cluster.signing import sign  # noqa: E402
+from airclass.measure import percentile  # noqa: E402
 from airclass.ports import free_port  # noqa: E402
 
 GOAL_TOKENS_PER_S = 2000.0
 GOAL_BURST_P99_MS = 50.0
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * len(ordered)) - 1))
-    return ordered[index]
 
 
 def start_master(port: int, cluster_key: str, cpu: int | None) -> subprocess.Popen[bytes]:

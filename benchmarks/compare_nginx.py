@@ -62,13 +62,13 @@ from benchmarks._common import (
     Target,
     WrkResult,
     airclass_slave,
+    listed_segments,
     lua_rotation,
     mean_wrk,
     measure_cpu,
     measure_latency,
     nginx_rtmp,
     paired,
-    parse_media_playlist,
     publish,
     resolve,
     rss_mb,
@@ -117,7 +117,7 @@ def get(url: str) -> bytes:
 
 def newest_segment(target: Target) -> tuple[str, int]:
     """URI (relative to the playlist) and size of the newest full segment listed."""
-    listed = parse_media_playlist(get(target.playlist_url).decode())
+    listed = listed_segments(get(target.playlist_url).decode())
     if not listed:
         raise RuntimeError(f"{target.name}: no segment listed")
     uri = listed[-1][0]
@@ -153,7 +153,7 @@ def http_round(targets: dict[str, Target], figures: dict[str, Figures], *, what:
 def wait_segments(target: Target, count: int, timeout: float) -> None:
     def listed() -> bool:
         try:
-            return len(parse_media_playlist(get(target.playlist_url).decode())) >= count
+            return len(listed_segments(get(target.playlist_url).decode())) >= count
         except OSError:
             return False
 

@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT))
 
 from airclass.cluster.relay_wire import H_SEQUENCE, RELAY_PREFIX  # noqa: E402
 from airclass.cluster.signing import sign  # noqa: E402
+from airclass.measure import percentile  # noqa: E402
 from tests.e2e.conftest import Cluster, http_json, publish, wait_for  # noqa: E402
 
 PATH = "live/stream"
@@ -48,11 +49,6 @@ async def observe(base: str, key: str, seen: dict[int, float], stop: float) -> N
                     after = sequence
                 elif resp.status != 204:
                     await asyncio.sleep(0.1)
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def added_latency(seconds: float, segment: float) -> list[float]:
@@ -138,8 +134,8 @@ def main() -> int:
           "origin listing -> edge listing):", flush=True)
     latencies = added_latency(args.seconds, args.segment)
     ms = [v * 1000 for v in latencies]
-    print(f"  segments {len(ms)}  p50 {percentile(ms, 0.5):.1f} ms  "
-          f"p99 {percentile(ms, 0.99):.1f} ms  max {max(ms):.1f} ms  "
+    print(f"  segments {len(ms)}  p50 {percentile(ms, 50):.1f} ms  "
+          f"p99 {percentile(ms, 99):.1f} ms  max {max(ms):.1f} ms  "
           f"mean {statistics.fmean(ms):.1f} ms", flush=True)
     if args.runs > 0:
         print(f"failover stall (Chromium + hls.js, SIGKILL of the student's node, "

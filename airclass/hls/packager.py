@@ -4,22 +4,25 @@ Everything a viewer request needs is prepared when a segment is made: the playli
 gzip, the segment bytes. Serving is then a lookup of shared bytes, whatever the viewer count.
 Synchronous: the web layer turns `add_listener` callbacks into asyncio wake-ups.
 
-Plain mode muxes the open segment as its frames arrive, as far as they are sure to stay in it
-(`Segmenter.settled_frames`), and finishes the packets as FFmpeg writes them (SDT dropped,
-continuity counters carried on), so that the keyframe that closes it leaves only a few frames,
-the container's end and the last packets to finish. The segment is listed first: its
-playlist line needs only its number, duration and date, which the cut gives, while no viewer
-can ask for its bytes before reading that line. Those last steps run when the next frame
-arrives, or when anything asks for a segment's bytes or the ring's figures, whichever comes
-first (every public reader finishes it); so the playlist that lists a segment goes out
-without waiting for them, and they run on the publisher's connection's time rather than
-before the listing.
+Plain mode muxes the open segment as its frames arrive (`airclass.hls.ahead`), so that the
+keyframe that closes it leaves only a few frames, the container's end and the last packets to
+finish. The segment is listed first (`SegmentRing.announce`): its playlist line needs only its
+number, duration and date, which the cut gives, while no viewer can ask for its bytes before
+reading that line. Its bytes are made when the next frame arrives, or when a reader asks for
+a segment's bytes, whichever comes first; so the playlist that lists a segment goes out
+without waiting for them. Figures (`state`, `bandwidth`, `total_bytes`, sequence numbers) do
+no work: they read what is made.
 
 Low-latency mode (`PackagerConfig.low_latency`): each partial segment is muxed as its own small
 MPEG-TS (PAT and PMT first, continuity counters carried on) as soon as the segmenter closes it,
 and the full segment is its parts' bytes joined, so a legacy player reading full segments and an
 LL-HLS player reading parts get the same packets. The playlist (and its delta update) is
 re-rendered after every part.
+
+One file, past the size of the others: every method moves the same state (the ring, the open
+segment, the target duration, the playlist bytes and their listeners) in an order that the
+latency and the byte-identical playlists of every node depend on. What stands apart is apart:
+cutting (segmenter), muxing (muxer, ahead), rendering (playlist), keeping (ring).
 """
 
 from __future__ import annotations
@@ -28,10 +31,11 @@ import gzip
 import logging
 import math
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Literal
 
+from airclass.hls.ahead import MuxAhead, finish
 from airclass.hls.mpegts import TsContinuity, TsError
 from airclass.hls.muxer import MuxError, SegmentMuxer, mux_segment
 from airclass.hls.playlist import (
@@ -131,11 +135,9 @@ class HlsPackager:
         self._average_bandwidth = 0
         self.segments_made = 0
         self.segments_muxed_ahead = 0
-        """Plain-mode segments whose frames were muxed as they arrived (see `_mux_ahead`)."""
+        """Plain-mode segments whose frames were muxed as they arrived."""
         self.mux_errors = 0
-        self._ahead: _Ahead | None = None
-        self._listed: _Listed | None = None
-        """The plain-mode segment listed in the playlist whose bytes are not finished yet."""
+        self._ahead = MuxAhead()
         self._draft: PlaylistDraft | None = None
         """Plain mode: the playlist that will list the open segment, but for its duration."""
         self.playlists_drafted = 0
@@ -160,18 +162,15 @@ class HlsPackager:
 
     @property
     def bandwidth(self) -> int:
-        """Peak bits/s over the listed segments (for BANDWIDTH=)."""
-        self._finish_listed()
+        """Peak bits/s over the listed segments whose bytes are made (for BANDWIDTH=)."""
         return self._bandwidth
 
     @property
     def average_bandwidth(self) -> int:
-        self._finish_listed()
         return self._average_bandwidth
 
     @property
     def state(self) -> PackagerState:
-        self._finish_listed()
         if self.ended_at is not None:
             return "ended"
         return "live" if len(self._ring) else "waiting"
@@ -203,24 +202,23 @@ class HlsPackager:
 
     @property
     def total_bytes(self) -> int:
-        """Bytes held in the segment ring."""
-        self._finish_listed()
+        """Bytes held in the segment ring (a listed segment's once they are made)."""
         return self._ring.total_bytes
 
     @property
     def newest_sequence(self) -> int | None:
-        self._finish_listed()
+        """The newest listed segment's sequence number."""
         newest = self._ring.newest
         return newest.sequence if newest is not None else None
 
     def segment(self, sequence: int) -> Segment | None:
+        """Segment `sequence` with its bytes (made now if it was listed ahead of them)."""
         self._finish_listed()
         return self._ring.get(sequence)
 
     @property
     def next_sequence(self) -> int:
         """Media sequence of the open segment (the one being made)."""
-        self._finish_listed()
         return self._ring.next_sequence
 
     @property
@@ -282,7 +280,7 @@ class HlsPackager:
             # The keyframe whose announcement listed the open segment closes it as a keyframe
             # closes a segment by itself: the listed segment's last frames wait for the frame
             # after it (the playlist is out before that work).
-            closing = self._listed is not None and self._segmenter.is_announced(event)
+            closing = self._ring.pending is not None and self._segmenter.is_announced(event)
             if not closing:
                 self._finish_listed()
             self._on_frame(event, closing)
@@ -464,7 +462,11 @@ class HlsPackager:
         for pending in closed:
             self._emit(pending)
         if not (closed or closing):
-            self._mux_ahead()
+            segmenter = self._segmenter
+            self._ahead.advance(
+                segmenter.open_frames, segmenter.settled_frames, self._video, self._audio,
+                self._continuity,
+            )
             self._prepare_draft()
 
     def _on_keyframe_coming(self, coming: KeyframeComing) -> None:
@@ -472,73 +474,6 @@ class HlsPackager:
         segment now (its frames are all in). The segmenter ignores it in low-latency mode."""
         for pending in self._segmenter.announce_keyframe(coming.dts, coming.pts):
             self._emit(pending)
-
-    def _mux_ahead(self) -> None:
-        """Mux the open segment's frames that are sure to stay in it as they arrive, so that
-        closing it, when its successor's keyframe comes, muxes only the last few rather than
-        the whole segment, and the listing waits for none of them. A frame that closes a
-        segment waits for the frame after it (a new muxer and a keyframe are work that need not
-        come first): the playlist that lists the closed segment goes out first."""
-        frames = self._segmenter.open_frames
-        if not frames:
-            return
-        ahead = self._ahead
-        if ahead is None or ahead.source is not frames:
-            if ahead is not None and not ahead.failed:
-                ahead.muxer.abandon()
-            try:
-                ahead = self._ahead = _Ahead(
-                    frames, SegmentMuxer(self._video, self._audio, self._continuity)
-                )
-            except MuxError:
-                self._ahead = None
-                return
-        if ahead.failed:
-            return
-        muxer = ahead.muxer
-        try:
-            for i in range(len(muxer.frames), self._segmenter.settled_frames(len(muxer.frames))):
-                muxer.add(frames[i])
-        except MuxError:
-            muxer.abandon()
-            ahead.failed = True  # the segment is muxed whole when it closes, and fails there
-
-    def _take_ahead(self, frames: tuple[Frame, ...]) -> SegmentMuxer | None:
-        """The muxer `_mux_ahead` began for the closed segment, when it holds the same frames
-        in the same order with the current codec parameters; else None (abandoned)."""
-        ahead, self._ahead = self._ahead, None
-        if ahead is None or ahead.failed:
-            return None
-        muxer = ahead.muxer
-        muxed = muxer.frames
-        done = len(muxed)
-        # A closed segment's frames are its open list's, in order, less the audio moved to
-        # the next segment: a subsequence. So its first `done` frames are the ones muxed iff
-        # its first and its done-th frame are (a frame is in one segment only).
-        if (
-            muxer.video is self._video
-            and muxer.audio is self._audio
-            and len(frames) >= done
-            and (done == 0 or (frames[0] is muxed[0] and frames[done - 1] is muxed[-1]))
-        ):
-            return muxer
-        muxer.abandon()
-        return None
-
-    def _finish_ahead(self, muxer: SegmentMuxer, frames: tuple[Frame, ...]) -> bytes:
-        """The rest of what `_mux_ahead` began: the last frames, the container's end; counters
-        carried on (renumbered should the state have moved meanwhile)."""
-        try:
-            for frame in frames[len(muxer.frames) :]:
-                muxer.add(frame)
-            data = muxer.finish()
-        except MuxError:
-            muxer.abandon()
-            raise
-        if muxer.started_from == self._continuity:
-            self._continuity = muxer.continuity
-            return data
-        return self._continuity.rewrite(data)
 
     def _flush(self) -> bool:
         """Close the pending segment; False if none was added."""
@@ -608,7 +543,7 @@ class HlsPackager:
         if pending is None:
             return False
         self._finish_listed()  # one segment listed ahead of its bytes at a time
-        muxer = self._take_ahead(pending.frames)
+        muxer = self._ahead.take(pending.frames, self._video, self._audio)
         if muxer is not None:
             self._list(pending, muxer)
             return True
@@ -647,9 +582,11 @@ class HlsPackager:
 
     def _list(self, pending: PendingSegment, muxer: SegmentMuxer) -> None:
         """Announce a closed segment whose last frames are still to mux: the playlist needs
-        none of its bytes, and was drafted while the segment was open."""
+        none of its bytes, and was drafted while the segment was open. (A listing evicts by
+        count only, segments older than the playlist's window: the draft holds.)"""
         segment = self._new_segment(pending, b"")
-        self._listed = _Listed(segment, pending.frames, muxer)
+        frames = pending.frames
+        self._ring.announce(segment, lambda: self._finish(muxer, frames))
         self._target.observe(pending.duration)
         self.segments_made += 1
         self.segments_muxed_ahead += 1
@@ -661,11 +598,26 @@ class HlsPackager:
             self._render()
         self._notify()
 
+    def _finish(self, muxer: SegmentMuxer, frames: tuple[Frame, ...]) -> bytes:
+        """The listed segment's bytes. Should its last frames fail to mux, it keeps the packets
+        muxed before (a shorter segment, then a discontinuity): it is listed already, and a
+        playlist cannot take a segment back."""
+        try:
+            data, self._continuity = finish(muxer, frames, self._continuity)
+        except (MuxError, TsError) as exc:
+            self.mux_errors += 1
+            self._force_discontinuity = True
+            self._continuity = muxer.continuity
+            data = muxer.finished_bytes()
+            log.error("stream %s: segment %d failed to mux its last frames, kept %d bytes: %s",
+                      self.path, self._ring.next_sequence - 1, len(data), exc)
+        return data
+
     def _prepare_draft(self) -> None:
         """Draft the playlist that will list the open segment, once per segment, at a frame
         that closes nothing: off the path from the closing keyframe to the playlist."""
         segmenter = self._segmenter
-        if self._listed is not None or not segmenter.open_frames:
+        if self._ring.pending is not None or not segmenter.open_frames:
             return
         sequence = self._ring.next_sequence
         pdt = segmenter.open_program_date_time
@@ -685,25 +637,18 @@ class HlsPackager:
         )
 
     def _finish_listed(self) -> None:
-        """Mux the rest of the listed segment and put it in the ring. Should that fail, it
-        keeps the packets muxed before (a shorter segment, then a discontinuity): it is listed
-        already, and a playlist cannot take a segment back."""
-        listed, self._listed = self._listed, None
-        if listed is None:
+        """Make the listed segment's bytes now, if one waits for them. Should the byte cap then
+        evict a segment the playlist lists, the playlist is rendered again."""
+        pending = self._ring.pending
+        if pending is None:
             return
-        try:
-            data = self._finish_ahead(listed.muxer, listed.frames)
-        except (MuxError, TsError) as exc:
-            self.mux_errors += 1
-            self._force_discontinuity = True
-            self._continuity = listed.muxer.continuity
-            data = listed.muxer.finished_bytes()
-            log.error("stream %s: segment %d failed to mux its last frames, kept %d bytes: %s",
-                      self.path, listed.segment.sequence, len(data), exc)
         count = self.config.playlist_segments
-        listed_window = [*self._window(count - 1), listed.segment.sequence]
-        self._admit(replace(listed.segment, data=data))
-        if self._window(count) != listed_window:  # the byte cap evicted more than the count
+        listed_window = self._window(count)
+        self._ring.complete()
+        segment = self._ring.get(pending.sequence)
+        if segment is not None:
+            self._admitted(segment)
+        if self._window(count) != listed_window:
             self._render()
             self._notify()
 
@@ -721,8 +666,11 @@ class HlsPackager:
         self._notify()
 
     def _admit(self, segment: Segment) -> None:
-        self._draft = None
         self._ring.append(segment)
+        self._admitted(segment)
+
+    def _admitted(self, segment: Segment) -> None:
+        self._draft = None
         self._measure_bandwidth()
         log.debug(
             "stream %s: segment %d, %.3f s, %d bytes, %d parts%s", self.path, segment.sequence,
@@ -747,12 +695,7 @@ class HlsPackager:
         self.playlist_gzip = _gzip(body)
 
     def _render(self) -> None:
-        count = self.config.playlist_segments
-        if self._listed is None:
-            segments = self._ring.newest_segments(count)
-        else:
-            older = self._ring.newest_segments(count - 1) if count > 1 else []
-            segments = [*older, self._listed.segment]
+        segments = self._ring.newest_segments(self.config.playlist_segments)
         ended = self.ended_at is not None
         if not self.low_latency:
             text = render_media_playlist(
@@ -786,26 +729,6 @@ class HlsPackager:
                 listener()
             except Exception:
                 log.exception("stream %s: playlist listener failed", self.path)
-
-
-@dataclass(frozen=True, slots=True)
-class _Listed:
-    """A segment in the playlist, not yet in the ring: its data is still to finish."""
-
-    segment: Segment
-    """Everything but its bytes."""
-    frames: tuple[Frame, ...]
-    muxer: SegmentMuxer
-
-
-@dataclass(slots=True)
-class _Ahead:
-    """The open segment, muxed as far as it is settled."""
-
-    source: Sequence[Frame]
-    """The segmenter's list of the open segment's frames (a new segment has a new list)."""
-    muxer: SegmentMuxer
-    failed: bool = False
 
 
 def _gzip(body: bytes) -> bytes:

@@ -6,14 +6,21 @@ origin. Sequence numbers in a ring are always consecutive, because a playlist ca
 where its window starts: appending after a gap (a relay that missed segments) empties the ring
 first, and the playlist's media sequence jumps forward, which players handle like a window
 that slid further than usual.
+
+A segment may be listed before its bytes are made (`announce`): plain HLS lists a closed
+segment as soon as its successor's keyframe arrives and finishes muxing it after the playlist
+is out.
+That state is explicit here: `pending` is such a segment (its `data` empty), it counts in the
+ring's numbering and window (`newest`, `next_sequence`, `newest_segments`) but not in its
+bytes, and the first read of it (`get`, iteration) or `complete()` makes its bytes.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import deque
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from itertools import islice
 
 log = logging.getLogger(__name__)
@@ -59,7 +66,10 @@ class Segment:
 class SegmentRing:
     """The newest segments, bounded by count and total bytes (the newest one always stays)."""
 
-    __slots__ = ("_by_sequence", "_segments", "max_bytes", "max_segments", "total_bytes")
+    __slots__ = (
+        "_by_sequence", "_finish", "_segments", "max_bytes", "max_segments", "pending",
+        "total_bytes",
+    )
 
     def __init__(self, max_segments: int = 8, max_bytes: int = 64 << 20) -> None:
         if max_segments < 1:
@@ -67,61 +77,109 @@ class SegmentRing:
         self.max_segments = max_segments
         self.max_bytes = max_bytes
         self.total_bytes = 0
+        """Bytes of the finished segments (a pending one's are not made yet)."""
+        self.pending: Segment | None = None
+        """The newest segment when it is listed but its bytes are still to make."""
+        self._finish: Callable[[], bytes] | None = None
         self._segments: deque[Segment] = deque()
         self._by_sequence: dict[int, Segment] = {}
 
     def __len__(self) -> int:
-        return len(self._segments)
+        return len(self._segments) + (self.pending is not None)
 
     def __iter__(self) -> Iterator[Segment]:
+        """The segments, oldest first, every one with its bytes."""
+        self.complete()
         return iter(self._segments)
 
     @property
     def newest(self) -> Segment | None:
+        """The newest segment, the pending one included (without its bytes)."""
+        if self.pending is not None:
+            return self.pending
         return self._segments[-1] if self._segments else None
 
     @property
     def next_sequence(self) -> int:
         """The sequence number the next locally made segment gets."""
-        return self._segments[-1].sequence + 1 if self._segments else 0
+        newest = self.newest
+        return newest.sequence + 1 if newest is not None else 0
 
     @property
     def next_discontinuity_sequence(self) -> int:
         """Discontinuity sequence of a next segment that is not itself a discontinuity."""
-        return self._segments[-1].discontinuity_sequence if self._segments else 0
+        newest = self.newest
+        return newest.discontinuity_sequence if newest is not None else 0
 
     def get(self, sequence: int) -> Segment | None:
+        """Segment `sequence` with its bytes (made now if it is the pending one)."""
+        if self.pending is not None and sequence == self.pending.sequence:
+            self.complete()
         return self._by_sequence.get(sequence)
 
     def newest_segments(self, count: int) -> list[Segment]:
-        """The `count` newest segments, oldest first (the playlist window)."""
-        skip = max(0, len(self._segments) - count)
-        return list(islice(self._segments, skip, None))
+        """The `count` newest segments, oldest first (the playlist window): what a playlist
+        lists, so a pending segment is among them, without its bytes."""
+        if count < 1:
+            return []
+        if self.pending is None:
+            skip = max(0, len(self._segments) - count)
+            return list(islice(self._segments, skip, None))
+        skip = max(0, len(self._segments) - count + 1)
+        return [*islice(self._segments, skip, None), self.pending]
+
+    def announce(self, segment: Segment, finish: Callable[[], bytes]) -> list[Segment]:
+        """Add the newest segment before its bytes: `finish()` makes them, once, when they are
+        first needed. Returns the segments evicted to make room (by count now; by bytes once
+        the bytes are made)."""
+        evicted = self.complete()
+        if not self._follows(segment):
+            evicted += self.clear()
+        self.pending, self._finish = replace(segment, data=b"", parts=()), finish
+        while self._segments and len(self) > self.max_segments:
+            evicted.append(self._evict())
+        return evicted
+
+    def complete(self) -> list[Segment]:
+        """Make the pending segment's bytes, if there is one; returns the segments the byte
+        cap evicted for them."""
+        pending, finish = self.pending, self._finish
+        if pending is None or finish is None:
+            return []
+        self.pending = self._finish = None
+        return self._append(replace(pending, data=finish()))
 
     def append(self, segment: Segment) -> list[Segment]:
         """Add the newest segment; returns the segments evicted to make room."""
+        evicted = self.complete()
+        return evicted + self._append(segment)
+
+    def _follows(self, segment: Segment) -> bool:
+        """Whether `segment` follows the newest one; False when it leaves a gap (the window
+        restarts). Raises RingError if it cannot follow at all."""
         newest = self.newest
-        evicted: list[Segment] = []
-        if newest is not None:
-            if segment.sequence <= newest.sequence:
-                raise RingError(
-                    f"segment {segment.sequence} does not follow segment {newest.sequence}"
-                )
+        if newest is None:
+            return True
+        if segment.sequence <= newest.sequence:
+            raise RingError(f"segment {segment.sequence} does not follow segment {newest.sequence}")
+        if segment.sequence == newest.sequence + 1:
             expected = newest.discontinuity_sequence + (1 if segment.discontinuity else 0)
-            if segment.sequence == newest.sequence + 1:
-                if segment.discontinuity_sequence != expected:
-                    raise RingError(
-                        f"segment {segment.sequence} has discontinuity sequence "
-                        f"{segment.discontinuity_sequence}, expected {expected}"
-                    )
-            else:
-                if segment.discontinuity_sequence < newest.discontinuity_sequence:
-                    raise RingError(f"segment {segment.sequence} goes back in discontinuities")
-                log.warning(
-                    "segments %d..%d are missing: restarting the window at %d",
-                    newest.sequence + 1, segment.sequence - 1, segment.sequence,
+            if segment.discontinuity_sequence != expected:
+                raise RingError(
+                    f"segment {segment.sequence} has discontinuity sequence "
+                    f"{segment.discontinuity_sequence}, expected {expected}"
                 )
-                evicted = self.clear()
+            return True
+        if segment.discontinuity_sequence < newest.discontinuity_sequence:
+            raise RingError(f"segment {segment.sequence} goes back in discontinuities")
+        log.warning(
+            "segments %d..%d are missing: restarting the window at %d",
+            newest.sequence + 1, segment.sequence - 1, segment.sequence,
+        )
+        return False
+
+    def _append(self, segment: Segment) -> list[Segment]:
+        evicted = [] if self._follows(segment) else self.clear()
         self._segments.append(segment)
         self._by_sequence[segment.sequence] = segment
         self.total_bytes += _size(segment)
@@ -132,7 +190,8 @@ class SegmentRing:
         return evicted
 
     def clear(self) -> list[Segment]:
-        """Drop every segment; returns them."""
+        """Drop every segment (a pending one without making its bytes); returns them."""
+        self.pending = self._finish = None
         evicted = list(self._segments)
         self._segments.clear()
         self._by_sequence.clear()

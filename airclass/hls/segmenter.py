@@ -41,6 +41,9 @@ arrive, at frame boundaries of the track that drives the cuts, so that each part
 `part_target` (RFC 8216bis §4.4.4.9). A segment's parts, in order, hold exactly its frames;
 `feed` returns the parts and segments in the order they close (a segment's last part just before
 the segment). Audio already sent in a part is never moved to the next segment.
+
+One file, past the size of the others: every rule above decides on the same open segment and
+the same clocks; split, each part would need all of that state.
 """
 
 from __future__ import annotations

@@ -23,6 +23,10 @@ keyframe in the same read is let through.
 Errors: any `RtmpProtocolError` from a layer moves the connection to ERROR, queues an
 `onStatus` error for a stream being published, and is re-raised; the owner sends the queued
 bytes and closes. After a rejection (`should_close`), input is ignored.
+
+One file, past the size of the others: it is one state table (handshake, connect, publish,
+streaming, error) whose transitions read each other's state; the layers under it (handshake,
+chunks, messages, AMF0, FLV) are apart already.
 """
 
 from __future__ import annotations

@@ -425,27 +425,34 @@ def test_the_closing_keyframe_lists_the_segment_before_its_last_packets_are_muxe
         packager.add_listener(lambda p=packager, seen=seen: seen.append(p.playlist_bytes))
         publish(packager, clock, video, audio, frames[: cut + 1], wall_start=T0, stop=False)
         assert seen[-1].endswith(b"#EXTINF:2.000,\n0.ts\n")
-        assert packager._listed is not None and len(packager._ring) == 0  # listed, not muxed
+        ring = packager._ring
+        assert ring.pending is not None and ring.total_bytes == 0  # listed, not muxed
         assert packager.segments_made == 1
         if finish_by == "next frame":
             packager.on_event(frames[cut + 1])
-            assert packager._listed is None and len(packager._ring) == 1
+            assert ring.pending is None and len(ring) == 1 and ring.total_bytes > 0
         segment = packager.segment(0)
         assert segment is not None and segment.data == reference[0]
         assert packager.playlist_bytes == seen[-1]  # finishing changed nothing listed
-    # every reader of the ring finishes the listed segment first
+    # every reader of segment bytes finishes the listed segment first
     for read in (
-        lambda p: p.state, lambda p: p.total_bytes, lambda p: p.newest_sequence,
-        lambda p: p.next_sequence, lambda p: p.segments(), lambda p: p.bandwidth,
-        lambda p: p.average_bandwidth, lambda p: p.part(0, 0), lambda p: p.pause(),
+        lambda p: p.segments(), lambda p: p.segment(0), lambda p: p.part(0, 0),
+        lambda p: p.pause(),
     ):
         packager = HlsPackager(PackagerConfig(), clock := Clock())
         publish(packager, clock, video, audio, frames[: cut + 1], wall_start=T0, stop=False)
-        assert packager._listed is not None
+        assert packager._ring.pending is not None
         read(packager)
+        assert packager._ring.pending is None
         first_segment = packager._ring.get(0)
-        assert packager._listed is None and first_segment is not None
-        assert first_segment.data == reference[0]
+        assert first_segment is not None and first_segment.data == reference[0]
+    # figures read what is made, and make nothing
+    packager = HlsPackager(PackagerConfig(), clock := Clock())
+    publish(packager, clock, video, audio, frames[: cut + 1], wall_start=T0, stop=False)
+    figures = (packager.state, packager.newest_sequence, packager.next_sequence,
+               packager.total_bytes, packager.bandwidth, packager.average_bandwidth)
+    assert figures == ("live", 0, 1, 0, 0, 0)
+    assert packager._ring.pending is not None
 
 
 def test_a_listed_segment_whose_last_frames_fail_to_mux_keeps_what_was_muxed(
@@ -457,15 +464,18 @@ def test_a_listed_segment_whose_last_frames_fail_to_mux_keeps_what_was_muxed(
     cut = closing_keyframe(frames, 1)
     clock = Clock()
     packager = HlsPackager(PackagerConfig(), clock)
-    publish(packager, clock, video, audio, frames[: cut + 1], wall_start=T0, stop=False)
-    listed = packager._listed
-    assert listed is not None and len(listed.muxer.frames) < len(listed.frames)
-    kept = listed.muxer.finished_bytes()
+    publish(packager, clock, video, audio, frames[:cut], wall_start=T0, stop=False)
+    listed = packager._ahead.muxer  # the open segment's, listed by the next keyframe
+    clock.now = T0 + (frames[cut].dts - frames[0].dts) / 1000
+    packager.on_event(frames[cut])
+    assert listed is not None and packager._ring.pending is not None
+    kept = listed.finished_bytes()
+    assert kept
 
     add = SegmentMuxer.add
 
     def failing_add(muxer: SegmentMuxer, frame: Frame) -> None:
-        if muxer is listed.muxer:
+        if muxer is listed:
             raise MuxError("refused")
         add(muxer, frame)
 
