@@ -45,8 +45,8 @@ class PublishDenied(Exception):
         self.description = description
 
 
-PublishAuthorizer = Callable[[str, str, Mapping[str, str]], tuple[str, str]]
-"""authorize(app, name, query) -> (path, owner); raises PublishDenied."""
+PublishAuthorizer = Callable[[str, str, Mapping[str, str], str], tuple[str, str]]
+"""authorize(app, name, query, client address) -> (path, owner); raises PublishDenied."""
 
 
 @dataclass(slots=True)
@@ -163,7 +163,8 @@ class _RtmpProtocol(asyncio.Protocol):
         server = self._server
         where = f"{event.app}/{event.name}"
         try:
-            path, owner = server.authorize(event.app, event.name, event.query)
+            client = self._peer.rsplit(":", 1)[0]  # the address, for the guessing limiter
+            path, owner = server.authorize(event.app, event.name, event.query, client)
             pub = server.hub.publish(path, owner)
         except PublishDenied as denied:
             self._reject(event, where, denied.code, denied.description)

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import math
 import os
 import re
 import time
@@ -36,6 +37,7 @@ from airclass.web.fastpath import FastPath
 from airclass.web.hls_views import HLS_CONTEXT, HlsContext
 from airclass.web.http import HttpError, json_response, preflight
 from airclass.web.pages import add_page_routes, slave_dashboard_source
+from airclass.web.ratelimit import GuessLimiter, guess_policy
 from airclass.web.streams import StreamTable
 from airclass.web.token_api import TOKEN_SERVICE, NodeTarget, TokenService, token_handler
 
@@ -124,23 +126,42 @@ class SelfChooser:
         pass
 
 
-def make_publish_authorizer(config: Config, issuer: TokenIssuer) -> Any:
-    """authorize(app, name, query) -> (path, owner) for the RTMP server."""
+def make_publish_authorizer(
+    config: Config, issuer: TokenIssuer, limiter: GuessLimiter | None = None
+) -> Any:
+    """authorize(app, name, query, client) -> (path, owner) for the RTMP server.
 
-    def authorize(app: str, name: str, query: Mapping[str, str]) -> tuple[str, str]:
+    A wrong stream key or a bad publish token counts as a failed guess of the client's
+    address in `limiter` (the same policy as teacher passwords and class codes); while the
+    address is limited, its publishes are refused without looking at the key.
+    """
+    limiter = limiter or GuessLimiter(guess_policy(config), "stream key")
+
+    def authorize(app: str, name: str, query: Mapping[str, str], client: str) -> tuple[str, str]:
         if not _NAME_RE.match(app) or not _NAME_RE.match(name):
             raise PublishDenied(
                 "NetStream.Publish.BadName", "stream names use letters, digits, - and _"
             )
         path = f"{app}/{name}"
+        now = time.time()
+        wait = limiter.check(client, now)
+        if wait > 0:
+            log.warning(
+                "node %s: publish of %s from %s rate-limited (%.0f s)",
+                config.node_id, path, client, wait,
+            )
+            raise PublishDenied(
+                "NetStream.Publish.Unauthorized",
+                f"too many refused publishes; try again in {math.ceil(wait)} s",
+            )
         token = query.get("jwt")
         if token:
             try:
-                claims = verify_and_authorize(
-                    issuer, token, "publish", path, config.node_id, time.time()
-                )
+                claims = verify_and_authorize(issuer, token, "publish", path, config.node_id, now)
             except AuthError as exc:
+                limiter.failed(client, now)
                 raise PublishDenied("NetStream.Publish.Unauthorized", exc.reason) from None
+            limiter.succeeded(client)
             return path, f"teacher:{claims.user_id}"
         key = query.get("key")
         if (
@@ -148,7 +169,9 @@ def make_publish_authorizer(config: Config, issuer: TokenIssuer) -> Any:
             and config.stream_key
             and hmac.compare_digest(key.encode(), config.stream_key.encode())
         ):
+            limiter.succeeded(client)
             return path, "stream-key"
+        limiter.failed(client, now)
         raise PublishDenied(
             "NetStream.Publish.Unauthorized",
             "publishing needs a teacher token (?jwt=) or the stream key (?key=)",

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hmac
 import logging
+import math
 import re
 import time
 from collections.abc import Callable
@@ -21,7 +22,7 @@ from aiohttp import web
 from airclass.auth.tokens import TokenIssuer
 from airclass.config import Config
 from airclass.web.http import HttpError, client_address, json_response, read_json
-from airclass.web.ratelimit import FailureLimiter
+from airclass.web.ratelimit import GuessLimiter, guess_policy
 
 log = logging.getLogger(__name__)
 
@@ -71,7 +72,9 @@ class TokenService:
         self.issuer = issuer
         self.chooser = chooser
         self.clock = clock
-        self.limiter = FailureLimiter()
+        self.limiter = GuessLimiter(guess_policy(config), "teacher password")
+        # Its own limiter: students mistyping the code must not lock the teacher out.
+        self.class_code_limiter = GuessLimiter(guess_policy(config), "class code")
         self.issued = {"student": 0, "teacher": 0}
 
     def issue(self, body: dict[str, Any], client: str) -> dict[str, Any]:
@@ -92,7 +95,7 @@ class TokenService:
         if user_type == "teacher":
             self._check_teacher(body.get("password"), client, now)
             return self._teacher_reply(user_id, stream, now)
-        self._check_class_code(body.get("class_code"))
+        self._check_class_code(body.get("class_code"), client, now)
         return self._student_reply(user_id, stream, now)
 
     def _check_teacher(self, password: Any, client: str, now: float) -> None:
@@ -100,14 +103,10 @@ class TokenService:
             raise HttpError(
                 403, "teacher sign-in is disabled on this server (no teacher password set)"
             )
-        wait = self.limiter.retry_after(client, now)
+        wait = self.limiter.check(client, now)
         if wait > 0:
             log.warning("teacher sign-in from %s rate-limited (%.0f s)", client, wait)
-            raise HttpError(
-                429,
-                "too many wrong passwords; try again later",
-                {"Retry-After": str(int(wait) + 1)},
-            )
+            raise _too_many("too many wrong passwords; try again later", wait)
         given = password if isinstance(password, str) else ""
         if not hmac.compare_digest(given.encode(), self.config.teacher_password.encode()):
             self.limiter.failed(client, now)
@@ -115,13 +114,20 @@ class TokenService:
             raise HttpError(401, "wrong teacher password")
         self.limiter.succeeded(client)
 
-    def _check_class_code(self, code: Any) -> None:
+    def _check_class_code(self, code: Any, client: str, now: float) -> None:
         expected = self.config.class_code
         if not expected:
             return
+        wait = self.class_code_limiter.check(client, now)
+        if wait > 0:
+            log.warning("class code from %s rate-limited (%.0f s)", client, wait)
+            raise _too_many("too many wrong class codes; try again later", wait)
         given = code if isinstance(code, str) else ""
         if not hmac.compare_digest(given.strip().encode(), expected.encode()):
+            self.class_code_limiter.failed(client, now)
+            log.warning("wrong class code from %s", client)
             raise HttpError(403, "wrong class code")
+        self.class_code_limiter.succeeded(client)
 
     def _student_reply(self, user_id: str, stream: str, now: float) -> dict[str, Any]:
         target = self.chooser.viewer_node(stream, user_id)
@@ -177,6 +183,10 @@ class TokenService:
             "stream_key": f"{name}?jwt={publish}",
             "publish_url": f"{ingest.rtmp_base}/{app}/{name}?jwt={publish}",
         }
+
+
+def _too_many(message: str, wait: float) -> HttpError:
+    return HttpError(429, message, {"Retry-After": str(math.ceil(wait))})
 
 
 def hls_url(target: NodeTarget, stream: str, token: str) -> str:
