@@ -244,7 +244,7 @@ def check_secret(name: str, value: str) -> None:
     rule = SECRET_RULES[name]
     if looks_like_placeholder(value):
         raise ConfigError(
-            f"{name} looks like a placeholder from an example; set a real value "
+            f"{name} is too weak: it looks like a placeholder from an example; set a real value "
             f"({rule.advice})"
         )
     if len(value) < rule.min_length or estimated_bits(value) < rule.min_bits:

@@ -39,7 +39,15 @@ from airclass.web.http import HttpError, json_response, preflight
 from airclass.web.pages import add_page_routes, slave_dashboard_source
 from airclass.web.ratelimit import GuessLimiter, guess_policy
 from airclass.web.streams import StreamTable
-from airclass.web.token_api import TOKEN_SERVICE, NodeTarget, TokenService, token_handler
+from airclass.web.token_api import (
+    TOKEN_FORWARDER,
+    TOKEN_SERVICE,
+    NodeTarget,
+    TokenForwarder,
+    TokenService,
+    forward_token_handler,
+    token_handler,
+)
 
 log = logging.getLogger(__name__)
 
@@ -236,7 +244,14 @@ def create_app(config: Config) -> web.Application:
     hls_views.add_routes(app)
     app.router.add_get("/health", health)
     app.router.add_get("/api/stats", api_stats)
-    app.router.add_post("/api/token", token_handler)
+    if config.master_url:
+        # Sign-ins happen on the master, which holds the teacher password and class code.
+        forwarder = TokenForwarder(config.master_url, config.cluster_key)
+        app[TOKEN_FORWARDER] = forwarder
+        app.cleanup_ctx.append(forwarder.ctx)
+        app.router.add_post("/api/token", forward_token_handler)
+    else:
+        app.router.add_post("/api/token", token_handler)
     add_page_routes(app, role="slave", dashboard=slave_dashboard_source(node.stats))
     app.router.add_route("OPTIONS", "/{tail:.*}", preflight)
     app.cleanup_ctx.append(_rtmp_ctx)

@@ -3,25 +3,46 @@
 The only difference between the two is who picks the node: the master's balancer, or the slave
 itself. Everything else — validation, the teacher password, the class code, the reply shape —
 lives here once.
+
+A slave of a cluster holds neither the teacher password nor the class code (only the master
+does, so a stolen slave cannot give them away); the pages it serves still call its
+`/api/token`, which `TokenForwarder` passes to the master. The forwarded request is signed
+with the cluster key and names the browser's address, so the master's guessing limiter
+counts the real client and not the slave, and nobody else can claim an address.
 """
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
 import logging
 import math
 import re
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 from urllib.parse import quote
 
+import aiohttp
 from aiohttp import web
 
 from airclass.auth.tokens import TokenIssuer
+from airclass.cluster.signing import (
+    SIGNATURE_HEADER,
+    ReplayCache,
+    SignatureError,
+    sign,
+    verify,
+)
 from airclass.config import Config
-from airclass.web.http import HttpError, client_address, json_response, read_json
+from airclass.web.http import (
+    HttpError,
+    client_address,
+    json_response,
+    parse_json_object,
+    read_body,
+)
 from airclass.web.ratelimit import GuessLimiter, guess_policy
 
 log = logging.getLogger(__name__)
@@ -33,6 +54,13 @@ DEFAULT_STREAM = "live/stream"
 _NAME = r"[A-Za-z0-9_-]{1,64}"
 STREAM_RE = re.compile(rf"^{_NAME}/{_NAME}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+CLIENT_HEADER = "X-AIRClass-Client"
+"""On a forwarded sign-in: the browser's address, as the slave saw it (covered by the
+signature)."""
+FORWARD_TIMEOUT = 5.0
+"""Seconds a slave waits for the master's answer to a forwarded sign-in: a person is waiting."""
+MAX_FORWARD_REPLY = 64 * 1024
+"""A token reply is a few hundred bytes; anything larger from the master is refused."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,6 +100,7 @@ class TokenService:
         self.issuer = issuer
         self.chooser = chooser
         self.clock = clock
+        self.replay = ReplayCache()
         self.limiter = GuessLimiter(guess_policy(config), "teacher password")
         # Its own limiter: students mistyping the code must not lock the teacher out.
         self.class_code_limiter = GuessLimiter(guess_policy(config), "class code")
@@ -97,6 +126,31 @@ class TokenService:
             return self._teacher_reply(user_id, stream, now)
         self._check_class_code(body.get("class_code"), client, now)
         return self._student_reply(user_id, stream, now)
+
+    def forwarded_client(self, request: web.Request, body: bytes) -> str:
+        """The browser's address a slave forwarded this sign-in for; 401 unless the request
+        is signed with the cluster key (only the master accepts forwarded sign-ins)."""
+        client = request.headers.get(CLIENT_HEADER, "")
+        if self.config.role != "master" or not self.config.cluster_key:
+            raise HttpError(401, "this node does not take forwarded sign-ins")
+        try:
+            ipaddress.ip_address(client.split("%", 1)[0])
+        except ValueError:
+            raise HttpError(400, f"{CLIENT_HEADER} must be an IP address") from None
+        try:
+            verify(
+                self.config.cluster_key,
+                request.method,
+                _forwarded_path(request.path, client),
+                body,
+                request.headers,
+                self.clock(),
+                replay=self.replay,
+            )
+        except SignatureError as exc:
+            log.warning("forwarded sign-in from %s refused: %s", request.remote, exc.reason)
+            raise HttpError(401, f"forwarded sign-in refused: {exc.reason}") from None
+        return client
 
     def _check_teacher(self, password: Any, client: str, now: float) -> None:
         if not self.config.teacher_password:
@@ -196,7 +250,86 @@ def hls_url(target: NodeTarget, stream: str, token: str) -> str:
 TOKEN_SERVICE: web.AppKey[TokenService] = web.AppKey("token_service", TokenService)
 
 
+def _forwarded_path(path: str, client: str) -> str:
+    """What a forwarded sign-in's signature covers as its path: the path and the client."""
+    return f"{path}?client={client}"
+
+
 async def token_handler(request: web.Request) -> web.Response:
     service = request.app[TOKEN_SERVICE]
-    body = await read_json(request)
-    return json_response(service.issue(body, client_address(request)))
+    body = await read_body(request)
+    client = client_address(request)
+    if SIGNATURE_HEADER in request.headers:
+        client = service.forwarded_client(request, body)
+    return json_response(service.issue(parse_json_object(body), client))
+
+
+class TokenForwarder:
+    """A slave of a cluster: `/api/token` and the sign-in parts of `/api/info` come from the
+    master (see the module docstring)."""
+
+    def __init__(self, master_url: str, cluster_key: str) -> None:
+        self.master_url = master_url
+        self.cluster_key = cluster_key
+        self.session: aiohttp.ClientSession | None = None
+        self._info: tuple[float, dict[str, Any]] | None = None
+
+    async def ctx(self, app: web.Application) -> AsyncIterator[None]:
+        """cleanup_ctx: one HTTP session for the app's lifetime."""
+        self.session = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT)
+        )
+        yield
+        await self.session.close()
+
+    async def forward(self, body: bytes, client: str) -> web.Response:
+        if self.session is None:
+            raise HttpError(503, "this node is starting; try again")
+        path = "/api/token"
+        headers = sign(self.cluster_key, "POST", _forwarded_path(path, client), body, time.time())
+        headers[CLIENT_HEADER] = client
+        headers["Content-Type"] = "application/json"
+        try:
+            async with self.session.post(
+                self.master_url + path, data=body, headers=headers
+            ) as resp:
+                data = await resp.content.read(MAX_FORWARD_REPLY + 1)
+                status, retry = resp.status, resp.headers.get("Retry-After")
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            log.warning(
+                "sign-in for %s: the master did not answer (%s)", client, type(exc).__name__
+            )
+            raise HttpError(503, "the master cannot be reached; try again shortly") from None
+        if len(data) > MAX_FORWARD_REPLY or not 200 <= status < 600:
+            raise HttpError(502, "the master's answer was not understood")
+        extra = {"Retry-After": retry} if retry and retry.isdigit() else {}
+        return web.Response(
+            status=status, body=data, content_type="application/json", headers=extra
+        )
+
+    async def sign_in_info(self, now: float) -> dict[str, Any]:
+        """`class_code_required` and `teacher_enabled` as the master says (kept a few seconds,
+        so a page load costs the master nothing); empty when it cannot be asked."""
+        if self._info is not None and now - self._info[0] < 10.0:
+            return self._info[1]
+        info: dict[str, Any] = {}
+        if self.session is not None:
+            try:
+                async with self.session.get(self.master_url + "/api/info") as resp:
+                    reply = parse_json_object(await resp.content.read(MAX_FORWARD_REPLY))
+                info = {
+                    key: bool(reply.get(key))
+                    for key in ("class_code_required", "teacher_enabled")
+                }
+            except (TimeoutError, aiohttp.ClientError, HttpError):
+                return {}
+        self._info = (now, info)
+        return info
+
+
+TOKEN_FORWARDER: web.AppKey[TokenForwarder] = web.AppKey("token_forwarder", TokenForwarder)
+
+
+async def forward_token_handler(request: web.Request) -> web.Response:
+    body = await read_body(request)
+    return await request.app[TOKEN_FORWARDER].forward(body, client_address(request))
