@@ -266,17 +266,23 @@ and Kubernetes secrets are mounted: a value on the command line is visible to ev
 the machine in `ps`, and one in the environment to anyone who can inspect the container."""
 
 
+def _our_groups() -> set[int]:
+    return {os.getegid(), *os.getgroups()}
+
+
 def read_secret_file(env: str, path: str) -> str:
     """The secret in `path`, without one trailing newline (what `echo` and editors add).
 
-    A file that other users may read is allowed with a warning, not refused: Docker and
-    Kubernetes mount secrets world-readable (0444 / 0644) inside a container where no other
-    user runs, and refusing those would break the ordinary way to deploy; on a shared host
-    the warning tells the administrator to `chmod 600` it.
+    A file that other users may read (readable by others, or by a group we are not in) is
+    allowed with a warning, not refused: Docker mounts secrets as the host file is, and
+    Kubernetes with the mode the manifest asks for, inside a container where no other user
+    runs, and refusing those would break the ordinary way to deploy; on a shared host the
+    warning tells the administrator to `chmod 600` it.
     """
     try:
         with open(path, "rb") as f:
-            mode = os.fstat(f.fileno()).st_mode
+            info = os.fstat(f.fileno())
+            mode, gid = info.st_mode, info.st_gid
             raw = f.read(4096 + 1)
     except OSError as exc:
         raise ConfigError(f"{env}_FILE: cannot read {path!r}: {exc.strerror}") from None
@@ -292,7 +298,7 @@ def read_secret_file(env: str, path: str) -> str:
         text = text[:-1]
     if "\n" in text or "\r" in text:
         raise ConfigError(f"{env}_FILE: {path!r} holds more than one line")
-    if mode & (stat.S_IRGRP | stat.S_IROTH):
+    if mode & stat.S_IROTH or (mode & stat.S_IRGRP and gid not in _our_groups()):
         logging.getLogger(__name__).warning(
             "%s_FILE %r is readable by other users (mode %o): chmod 600 it",
             env,
