@@ -19,8 +19,17 @@ __all__ = ["Cluster", "RawPeer", "cluster", "free_port", "module_cluster"]
 class RawPeer:
     """A raw TCP peer of an RTMP server: writes what a test crafts, reads only when told."""
 
-    def __init__(self, port: int, *, rcvbuf: int | None = None, timeout: float = 5.0) -> None:
+    def __init__(
+        self,
+        port: int,
+        *,
+        rcvbuf: int | None = None,
+        timeout: float = 5.0,
+        source: str | None = None,
+    ) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if source is not None:  # any 127.0.0.0/8 address: another client, as the server sees it
+            self.sock.bind((source, 0))
         if rcvbuf is not None:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.settimeout(timeout)
