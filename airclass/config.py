@@ -40,7 +40,7 @@ WELL_KNOWN_SECRETS = frozenset(
     }
 )
 MIN_SECRET_LENGTH = 32
-"""SECRET_KEY and CLUSTER_KEY: what `secrets.token_urlsafe(32)` gives has 43."""
+"""SECRET_KEY and CLUSTER_KEY: shorter than what `secrets.token_urlsafe(32)` prints."""
 
 
 class ConfigError(ValueError):
@@ -132,12 +132,10 @@ class Config:
                 check_secret(name, value)
 
 
-# -- secret strength and secret files ---------------------------------------------------------
-
-
 @dataclass(frozen=True, slots=True)
 class SecretRule:
-    """What one kind of secret must be, and why (the `why` goes into the refusal message)."""
+    """What one kind of secret must be; `advice` (how to make a good one) goes into the
+    refusal message."""
 
     min_length: int
     min_bits: float
@@ -266,6 +264,11 @@ and Kubernetes secrets are mounted: a value on the command line is visible to ev
 the machine in `ps`, and one in the environment to anyone who can inspect the container."""
 
 
+MAX_SECRET_FILE = 4096
+"""Bytes read from a secret file at most: a wrong path (a log, a disk image) is refused rather
+than read whole into memory."""
+
+
 def _our_groups() -> set[int]:
     return {os.getegid(), *os.getgroups()}
 
@@ -283,11 +286,13 @@ def read_secret_file(env: str, path: str) -> str:
         with open(path, "rb") as f:
             info = os.fstat(f.fileno())
             mode, gid = info.st_mode, info.st_gid
-            raw = f.read(4096 + 1)
+            raw = f.read(MAX_SECRET_FILE + 1)
     except OSError as exc:
         raise ConfigError(f"{env}_FILE: cannot read {path!r}: {exc.strerror}") from None
-    if len(raw) > 4096:
-        raise ConfigError(f"{env}_FILE: {path!r} is larger than a secret (4096 bytes)")
+    if len(raw) > MAX_SECRET_FILE:
+        raise ConfigError(
+            f"{env}_FILE: {path!r} is larger than a secret ({MAX_SECRET_FILE} bytes)"
+        )
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError:
