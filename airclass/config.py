@@ -178,14 +178,16 @@ PLACEHOLDER_WORDS: tuple[str, ...] = (
     "dummy",
     "insert",
     "airclass",
-    "your",
 )
 """Words our own example files and the usual templates put in a value to be replaced. A value
-is refused when a word of it (split on anything but letters and digits) starts with one: a
-random key almost never does (the shortest is four letters out of 36 or more, at a word start),
-while `replace-me`, `your-secret-key` or `ChangeMe123` do."""
+is refused when a word of it (split on anything but letters and digits) is one of them, maybe
+followed by a short tail (`replace-me`, `your-secret-key`, `ChangeMe123`). A random key's
+words are long and shapeless, so the tail rule keeps generated keys from ever matching."""
 
 _WORD_SPLIT = re.compile(r"[^a-z0-9]+")
+_PLACEHOLDER_WORD = re.compile(
+    "(?:" + "|".join(PLACEHOLDER_WORDS) + r")(?:s|es|me|it|this|here)?[0-9]{0,4}"
+)
 _CHAR_CLASSES: tuple[tuple[str, int], ...] = (
     ("abcdefghijklmnopqrstuvwxyz", 26),
     ("ABCDEFGHIJKLMNOPQRSTUVWXYZ", 26),
@@ -199,9 +201,7 @@ def looks_like_placeholder(value: str) -> bool:
     lowered = value.strip().lower()
     if lowered in WELL_KNOWN_SECRETS:
         return True
-    return any(
-        word.startswith(PLACEHOLDER_WORDS) for word in _WORD_SPLIT.split(lowered) if word
-    )
+    return any(_PLACEHOLDER_WORD.fullmatch(word) for word in _WORD_SPLIT.split(lowered))
 
 
 def estimated_bits(value: str) -> float:

@@ -100,7 +100,7 @@ def test_every_example_value_is_refused() -> None:
         ("SECRET_KEY", "a" * 64),
         ("SECRET_KEY", secrets.token_urlsafe(32)[:31]),  # strong characters, too short
         ("SECRET_KEY", "your-secret-key-" + secrets.token_urlsafe(24)),
-        ("SECRET_KEY", "ChangeMe" + secrets.token_urlsafe(32)),
+        ("SECRET_KEY", "ChangeMe." + secrets.token_urlsafe(32)),
         ("CLUSTER_KEY", "0123456789abcdefghijklmnopqrstuvwxyz"),
         ("CLUSTER_KEY", "1234567890123456"),
         ("TEACHER_PASSWORD", "Password123!"),
@@ -142,11 +142,13 @@ def test_generated_values_always_pass() -> None:
         check_secret("STREAM_KEY", secrets.token_urlsafe(12))
 
 
-def test_placeholder_words_match_at_a_word_start_only() -> None:
+def test_placeholder_words_match_whole_words_with_a_short_tail() -> None:
     assert looks_like_placeholder("replace-me")
     assert looks_like_placeholder("CHANGEME")
-    assert looks_like_placeholder("x_your_key_x")
+    assert looks_like_placeholder("x_secret_key_x")
+    assert looks_like_placeholder("replace-with-32-random-characters")
     assert not looks_like_placeholder("xchangex-Zq3v9LmK2pX7")
+    assert not looks_like_placeholder("Bf-changeXq-Q1HLjL")  # a long tail: a random word
 
 
 def _strong() -> dict[str, str]:
