@@ -7,8 +7,13 @@ wins over the default. The result is a frozen dataclass handed to `create_app`.
 from __future__ import annotations
 
 import argparse
+import itertools
+import logging
+import math
 import os
+import re
 import socket
+import stat
 import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -34,7 +39,8 @@ WELL_KNOWN_SECRETS = frozenset(
         "1234567890123456",
     }
 )
-MIN_SECRET_LENGTH = 16
+MIN_SECRET_LENGTH = 32
+"""SECRET_KEY and CLUSTER_KEY: shorter than what `secrets.token_urlsafe(32)` prints."""
 
 
 class ConfigError(ValueError):
@@ -64,6 +70,9 @@ class Config:
     teacher_password: str = ""
     stream_key: str = ""
     class_code: str = ""
+    guess_burst: int = 5
+    guess_refill: float = 12.0
+    guess_global_limit: int = 60
     heartbeat_interval: float = 5.0
     heartbeat_timeout: float = 30.0
     viewer_window: float = 30.0
@@ -93,8 +102,8 @@ class Config:
         return f"rtmp://{_url_host(self.public_host)}:{self.rtmp_port}"
 
     def check_secrets(self) -> None:
-        """Refuse empty or well-known keys outside demo mode (docs/design.md §2: no default
-        secrets)."""
+        """Refuse missing, placeholder or guessable secrets outside demo mode (docs/design.md §2:
+        no default secrets), and secrets a slave of a cluster must not hold."""
         if self.demo:
             return
         keys = [("SECRET_KEY", self.secret_key)]
@@ -102,14 +111,210 @@ class Config:
             keys.append(("CLUSTER_KEY", self.cluster_key))
         for name, value in keys:
             if not value:
-                raise ConfigError(f"{name} is required (set --{_flag(name)} or {name})")
-            if value.strip().lower() in WELL_KNOWN_SECRETS or len(value) < MIN_SECRET_LENGTH:
                 raise ConfigError(
-                    f"{name} is too weak: use at least {MIN_SECRET_LENGTH} random characters "
-                    f"(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+                    f"{name} is required (set {name}_FILE, {name} or --{_flag(name)}-file)"
                 )
+            check_secret(name, value)
         if self.secret_key and self.secret_key == self.cluster_key:
             raise ConfigError("SECRET_KEY and CLUSTER_KEY must differ")
+        if self.role == "slave" and self.master_url:
+            for name, value in (
+                ("TEACHER_PASSWORD", self.teacher_password),
+                ("CLASS_CODE", self.class_code),
+            ):
+                if value:
+                    raise ConfigError(
+                        f"{name} is set on a slave of a cluster: teachers and students sign in "
+                        f"on the master, so only the master may hold it; remove it here"
+                    )
+        for name, value in (
+            ("TEACHER_PASSWORD", self.teacher_password),
+            ("STREAM_KEY", self.stream_key),
+            ("CLASS_CODE", self.class_code),
+        ):
+            if value:
+                check_secret(name, value)
+
+
+@dataclass(frozen=True, slots=True)
+class SecretRule:
+    """What one kind of secret must be; `advice` (how to make a good one) goes into the
+    refusal message."""
+
+    min_length: int
+    min_bits: float
+    advice: str
+
+
+SECRET_RULES: dict[str, SecretRule] = {
+    # Keys that sign tokens and the control plane can be guessed offline from one captured
+    # token, at any speed: only their own entropy protects them. Nobody types them.
+    "SECRET_KEY": SecretRule(
+        MIN_SECRET_LENGTH, 128, "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+    ),
+    "CLUSTER_KEY": SecretRule(
+        MIN_SECRET_LENGTH, 128, "python3 -c 'import secrets; print(secrets.token_urlsafe(32))'"
+    ),
+    # Pasted once into OBS, never typed: no reason to be short. Guessed online only (RTMP,
+    # rate-limited), so less than a signing key.
+    "STREAM_KEY": SecretRule(
+        16, 60, "python3 -c 'import secrets; print(secrets.token_urlsafe(12))'"
+    ),
+    # Typed by a teacher: memorable, but guessed online only, behind the guessing limiter.
+    "TEACHER_PASSWORD": SecretRule(10, 40, "e.g. four unrelated words, or 12 mixed characters"),
+    # Typed by every student on a tablet, so short; the guessing limiter (a few tries per
+    # address, a global ceiling per minute) is what protects it, and this floor keeps the
+    # space large enough that the limiter's ceiling cannot exhaust it within a term.
+    "CLASS_CODE": SecretRule(6, 26, "e.g. 6 letters (kdwmqa) or 8 digits"),
+}
+
+PLACEHOLDER_WORDS: tuple[str, ...] = (
+    "change",
+    "replace",
+    "choose",
+    "example",
+    "placeholder",
+    "secret",
+    "password",
+    "passwd",
+    "default",
+    "sample",
+    "dummy",
+    "insert",
+    "airclass",
+)
+"""Words our own example files and the usual templates put in a value to be replaced. A value
+is refused when a word of it (split on anything but letters and digits) is one of them, maybe
+followed by a short tail (`replace-me`, `your-secret-key`, `ChangeMe123`). A random key's
+words are long and shapeless, so the tail rule keeps generated keys from ever matching."""
+
+_WORD_SPLIT = re.compile(r"[^a-z0-9]+")
+_PLACEHOLDER_WORD = re.compile(
+    "(?:" + "|".join(PLACEHOLDER_WORDS) + r")(?:s|es|me|it|this|here)?[0-9]{0,4}"
+)
+_CHAR_CLASSES: tuple[tuple[str, int], ...] = (
+    ("abcdefghijklmnopqrstuvwxyz", 26),
+    ("ABCDEFGHIJKLMNOPQRSTUVWXYZ", 26),
+    ("0123456789", 10),
+)
+_OTHER_CLASS = 33
+"""Printable ASCII punctuation and space."""
+
+
+def looks_like_placeholder(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in WELL_KNOWN_SECRETS:
+        return True
+    return any(_PLACEHOLDER_WORD.fullmatch(word) for word in _WORD_SPLIT.split(lowered))
+
+
+def estimated_bits(value: str) -> float:
+    """A pessimistic estimate of a secret's entropy in bits, from its characters alone.
+
+    Bits per character come from the character classes present (lower, upper, digits,
+    other). Characters that only repeat structure are not counted: a value made of one
+    repeated block counts as that block; within it, a character equal to the previous one or
+    continuing a run of neighbours (`aaaa`, `abcd`, `4321`) adds nothing; and no more than two
+    characters are counted per distinct character, so a few symbols shuffled around stay weak.
+    """
+    if not value:
+        return 0.0
+    pool = sum(size for chars, size in _CHAR_CLASSES if any(c in chars for c in value))
+    if any(not c.isascii() or not c.isalnum() for c in value):
+        pool += _OTHER_CLASS
+    block = value[: _period(value)]
+    counted, step = 1, 0
+    for a, b in itertools.pairwise(block):
+        previous, step = step, ord(b) - ord(a)
+        if step != 0 and not (step in (1, -1) and step == previous):
+            counted += 1
+    counted = min(counted, 2 * len(set(block)))
+    return counted * math.log2(pool)
+
+
+def _period(value: str) -> int:
+    """The length of the shortest block that `value` repeats (`value` itself if none)."""
+    for size in range(1, len(value) // 2 + 1):
+        if all(value[i] == value[i - size] for i in range(size, len(value))):
+            return size
+    return len(value)
+
+
+def check_secret(name: str, value: str) -> None:
+    """Raise ConfigError unless `value` is good enough for the secret `name` (SECRET_RULES).
+    The message never repeats the value."""
+    rule = SECRET_RULES[name]
+    if looks_like_placeholder(value):
+        raise ConfigError(
+            f"{name} is too weak: it looks like a placeholder from an example; set a real value "
+            f"({rule.advice})"
+        )
+    if len(value) < rule.min_length or estimated_bits(value) < rule.min_bits:
+        raise ConfigError(
+            f"{name} is too weak: use at least {rule.min_length} characters that do not repeat "
+            f"a pattern ({rule.advice})"
+        )
+
+
+SECRET_FILE_SETTINGS: tuple[str, ...] = (
+    "secret_key",
+    "cluster_key",
+    "teacher_password",
+    "stream_key",
+    "class_code",
+)
+"""Secrets that can also come from a file (`--secret-key-file` / `SECRET_KEY_FILE`), as Docker
+and Kubernetes secrets are mounted: a value on the command line is visible to every user of
+the machine in `ps`, and one in the environment to anyone who can inspect the container."""
+
+
+MAX_SECRET_FILE = 4096
+"""Bytes read from a secret file at most: a wrong path (a log, a disk image) is refused rather
+than read whole into memory."""
+
+
+def _our_groups() -> set[int]:
+    return {os.getegid(), *os.getgroups()}
+
+
+def read_secret_file(env: str, path: str) -> str:
+    """The secret in `path`, without one trailing newline (what `echo` and editors add).
+
+    A file that other users may read (readable by others, or by a group we are not in) is
+    allowed with a warning, not refused: Docker mounts secrets as the host file is, and
+    Kubernetes with the mode the manifest asks for, inside a container where no other user
+    runs, and refusing those would break the ordinary way to deploy; on a shared host the
+    warning tells the administrator to `chmod 600` it.
+    """
+    try:
+        with open(path, "rb") as f:
+            info = os.fstat(f.fileno())
+            mode, gid = info.st_mode, info.st_gid
+            raw = f.read(MAX_SECRET_FILE + 1)
+    except OSError as exc:
+        raise ConfigError(f"{env}_FILE: cannot read {path!r}: {exc.strerror}") from None
+    if len(raw) > MAX_SECRET_FILE:
+        raise ConfigError(
+            f"{env}_FILE: {path!r} is larger than a secret ({MAX_SECRET_FILE} bytes)"
+        )
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ConfigError(f"{env}_FILE: {path!r} is not UTF-8 text") from None
+    if text.endswith("\r\n"):
+        text = text[:-2]
+    elif text.endswith("\n"):
+        text = text[:-1]
+    if "\n" in text or "\r" in text:
+        raise ConfigError(f"{env}_FILE: {path!r} holds more than one line")
+    if mode & stat.S_IROTH or (mode & stat.S_IRGRP and gid not in _our_groups()):
+        logging.getLogger(__name__).warning(
+            "%s_FILE %r is readable by other users (mode %o): chmod 600 it",
+            env,
+            path,
+            stat.S_IMODE(mode),
+        )
+    return text
 
 
 def _flag(env: str) -> str:
@@ -154,6 +359,24 @@ _SETTINGS: list[tuple[str, str, type, str]] = [
     ("teacher_password", "TEACHER_PASSWORD", str, "password teachers use to get a publish token"),
     ("stream_key", "STREAM_KEY", str, "optional static publish key (rtmp://...?key=...)"),
     ("class_code", "CLASS_CODE", str, "optional code students must enter to join"),
+    ("secret_key_file", "SECRET_KEY_FILE", str, "read SECRET_KEY from this file"),
+    ("cluster_key_file", "CLUSTER_KEY_FILE", str, "read CLUSTER_KEY from this file"),
+    ("teacher_password_file", "TEACHER_PASSWORD_FILE", str, "read TEACHER_PASSWORD from this file"),
+    ("stream_key_file", "STREAM_KEY_FILE", str, "read STREAM_KEY from this file"),
+    ("class_code_file", "CLASS_CODE_FILE", str, "read CLASS_CODE from this file"),
+    (
+        "guess_burst",
+        "GUESS_BURST",
+        int,
+        "wrong passwords, class codes or stream keys an address may send before it waits",
+    ),
+    ("guess_refill", "GUESS_REFILL", float, "seconds after which a limited address may retry"),
+    (
+        "guess_global_limit",
+        "GUESS_GLOBAL_LIMIT",
+        int,
+        "wrong guesses per minute from all addresses together before recent guessers wait",
+    ),
     ("heartbeat_interval", "HEARTBEAT_INTERVAL", float, "seconds between slave heartbeats"),
     ("heartbeat_timeout", "HEARTBEAT_TIMEOUT", float, "silence after which a slave is offline"),
     ("viewer_window", "VIEWER_WINDOW", float, "a viewer counts while seen within this window, s"),
@@ -257,6 +480,14 @@ def load(
                 raise ConfigError(f"{env}={raw!r} is not a valid {kind.__name__}") from exc
         if value is not None:
             values[name] = value
+    for name in SECRET_FILE_SETTINGS:
+        path = values.pop(f"{name}_file", None)
+        if path is None:
+            continue
+        env = name.upper()
+        if values.get(name):
+            raise ConfigError(f"set {env} or {env}_FILE, not both")
+        values[name] = read_secret_file(env, path)
     values.update(overrides)
     config = Config(**values)
     return finalize(config)
@@ -295,6 +526,10 @@ def finalize(config: Config) -> Config:
     for name in ("rtmp_max_connections", "rtmp_max_connections_per_address", "max_streams"):
         if getattr(config, name) < 1:
             raise ConfigError(f"--{name.replace('_', '-')} must be at least 1")
+    if config.guess_burst < 1 or config.guess_global_limit < 1:
+        raise ConfigError("--guess-burst and --guess-global-limit must be at least 1")
+    if not 0 < config.guess_refill <= 3600:
+        raise ConfigError("--guess-refill must be between 0 and 3600 seconds")
     if config.event_loop not in ("auto", "uvloop", "asyncio"):
         raise ConfigError("--event-loop must be auto, uvloop or asyncio")
     for port_name in ("rtmp_port", "hls_port", "api_port"):

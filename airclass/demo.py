@@ -46,7 +46,7 @@ class DemoSecrets:
 
     secret_key: str = field(default_factory=lambda: secrets.token_urlsafe(32))
     cluster_key: str = field(default_factory=lambda: secrets.token_urlsafe(32))
-    teacher_password: str = field(default_factory=lambda: secrets.token_urlsafe(9))
+    teacher_password: str = field(default_factory=lambda: secrets.token_urlsafe(12))
     stream_key: str = field(default_factory=lambda: secrets.token_urlsafe(12))
 
     def env(self) -> dict[str, str]:
@@ -56,6 +56,11 @@ class DemoSecrets:
             "TEACHER_PASSWORD": self.teacher_password,
             "STREAM_KEY": self.stream_key,
         }
+
+
+_SECRET_NAMES = frozenset(
+    {"SECRET_KEY", "CLUSTER_KEY", "TEACHER_PASSWORD", "STREAM_KEY", "CLASS_CODE"}
+)
 
 
 @dataclass(slots=True)
@@ -82,13 +87,17 @@ class Demo:
         host = f"[{self.host}]" if ":" in self.host else self.host
         return f"http://{host}:{self.master_port}"
 
-    def _env(self) -> dict[str, str]:
+    def _env(self, slave: bool) -> dict[str, str]:
         env = {
             key: value
             for key, value in os.environ.items()
             if key not in ("MODE", "MASTER_URL", "NODE_ID", "CLASS_CODE")
+            and key.removesuffix("_FILE") not in _SECRET_NAMES
         }
         env.update(self.secrets.env())
+        if slave:
+            # Teachers sign in on the master: a slave of a cluster refuses to hold it.
+            del env["TEACHER_PASSWORD"]
         env["LOG_LEVEL"] = self.log_level
         env["PYTHONUNBUFFERED"] = "1"
         return env
@@ -96,7 +105,7 @@ class Demo:
     def _spawn(self, name: str, args: list[str]) -> Child:
         proc = subprocess.Popen(
             [sys.executable, "-m", *args],
-            env=self._env(),
+            env=self._env(slave=args[0] == "airclass.slave"),
             stdin=subprocess.DEVNULL,
             start_new_session=True,
             preexec_fn=_die_with_parent if sys.platform == "linux" else None,

@@ -81,3 +81,169 @@ def test_rtmp_caps_from_flags_and_environment() -> None:
 def test_rtmp_caps_out_of_range(argv: list[str], message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         load("slave", argv, environ={})
+# -- secret strength ---------------------------------------------------------------------------
+
+import logging  # noqa: E402
+import math  # noqa: E402
+import os  # noqa: E402
+import re  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+import yaml  # noqa: E402
+
+from airclass.config import (  # noqa: E402
+    check_secret,
+    estimated_bits,
+    looks_like_placeholder,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+LOWER = math.log2(26)
+
+
+@pytest.mark.parametrize(
+    ("value", "bits"),
+    [
+        ("", 0.0),
+        ("aaaaaaaaaaaaaaaa", LOWER),
+        ("abcdefghijklmnop", 2 * LOWER),  # a run of neighbours counts its first step only
+        ("abababababababababababababababab", 2 * LOWER),  # one repeated block
+        ("zyxwvu", 2 * LOWER),
+        ("kdwmqa", 6 * LOWER),
+        ("482913", 6 * math.log2(10)),
+        ("48291375", 8 * math.log2(10)),
+        ("kdwmQA", 6 * math.log2(52)),
+        ("ab-ab-ab-ab-", 3 * math.log2(26 + 33)),
+        ("acbdacbdbcadbdca", 8 * LOWER),  # at most two per distinct character
+    ],
+)
+def test_estimated_bits(value: str, bits: float) -> None:
+    assert estimated_bits(value) == pytest.approx(bits)
+
+
+def _example_values() -> list[tuple[str, str]]:
+    """Every secret value written in our example and deployment files."""
+    found: list[tuple[str, str]] = []
+    for doc in yaml.safe_load_all((ROOT / "deploy/k8s/secret.example.yaml").read_text()):
+        found += [(k, str(v)) for k, v in doc["stringData"].items()]
+    files = [ROOT / "deploy/k8s/secret.example.yaml", *sorted(ROOT.glob("docker-compose*.yml"))]
+    for path in files:
+        text = path.read_text()
+        found += [("TEACHER_PASSWORD", v) for v in re.findall(r"printf '%s\\n' '([^']+)'", text)]
+        found += [(k, v) for k, v in re.findall(r"\b([A-Z_]+)=['\"]([^'\"$]+)['\"]", text)
+                  if k in ("SECRET_KEY", "CLUSTER_KEY", "TEACHER_PASSWORD")]
+    return found
+
+
+def test_every_example_value_is_refused() -> None:
+    values = _example_values()
+    assert len(values) >= 4, values
+    for name, value in values:
+        with pytest.raises(ConfigError, match=f"^{name} is too weak") as refused:
+            check_secret(name, value)
+        assert value not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("SECRET_KEY", "a" * 64),
+        ("SECRET_KEY", "q7Vd2mX9kLp4Rw8Zt1Bn6Hc3Jf5Gs0Y"),  # strong characters, too short
+        ("SECRET_KEY", "your-secret-key-" + "Kp3xW9vQ2mZ7rT5yB8nL4cH6"),
+        ("SECRET_KEY", "ChangeMe." + "Yt6Qw2Er9Ui4Op7As1Df3Gh8Jk5Lz0Xc2Vb6Nm9Qp4"),
+        ("CLUSTER_KEY", "0123456789abcdefghijklmnopqrstuvwxyz"),
+        ("CLUSTER_KEY", "1234567890123456"),
+        ("TEACHER_PASSWORD", "Password123!"),
+        ("TEACHER_PASSWORD", "letmein"),
+        ("TEACHER_PASSWORD", "aaaaaaaaaaaaaaaa"),
+        ("STREAM_KEY", "obs-stream-key"),
+        ("STREAM_KEY", "abcabcabcabcabcabcabc"),
+        ("CLASS_CODE", "123456"),
+        ("CLASS_CODE", "4821"),
+        ("CLASS_CODE", "example"),
+    ],
+)
+def test_weak_values_are_refused(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{name} is too weak"):
+        check_secret(name, value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("TEACHER_PASSWORD", "Tr0ub4dor&3x"),
+        ("TEACHER_PASSWORD", "correct horse battery staple"),
+        ("CLASS_CODE", "kdwmqa"),
+        ("CLASS_CODE", "48291375"),
+        ("STREAM_KEY", "Zq3-v9LmK2pX7wRt"),
+    ],
+)
+def test_reasonable_values_pass(name: str, value: str) -> None:
+    check_secret(name, value)
+
+
+def test_generated_values_always_pass() -> None:
+    """What the README, the demo and the tests generate: token_urlsafe(32) for keys, (12) for
+    passwords and stream keys."""
+    for _ in range(3000):
+        check_secret("SECRET_KEY", secrets.token_urlsafe(32))
+        check_secret("CLUSTER_KEY", secrets.token_urlsafe(32))
+        check_secret("TEACHER_PASSWORD", secrets.token_urlsafe(12))
+        check_secret("STREAM_KEY", secrets.token_urlsafe(12))
+
+
+def test_placeholder_words_match_whole_words_with_a_short_tail() -> None:
+    assert looks_like_placeholder("replace-me")
+    assert looks_like_placeholder("CHANGEME")
+    assert looks_like_placeholder("x_secret_key_x")
+    assert looks_like_placeholder("replace-with-32-random-characters")
+    assert not looks_like_placeholder("xchangex-Zq3v9LmK2pX7")
+    assert not looks_like_placeholder("Bf-changeXq-Q1HLjL")  # a long tail: a random word
+
+
+def _strong() -> dict[str, str]:
+    return {"SECRET_KEY": secrets.token_urlsafe(32), "CLUSTER_KEY": secrets.token_urlsafe(32)}
+
+
+def test_a_slave_of_a_cluster_refuses_the_teacher_password_and_class_code() -> None:
+    for name in ("TEACHER_PASSWORD", "CLASS_CODE"):
+        config = load(
+            "slave", [], environ={**_strong(), "MASTER_URL": "http://m:8000", name: "kdwmqazpxy"}
+        )
+        with pytest.raises(ConfigError, match=f"^{name} is set on a slave of a cluster"):
+            config.check_secrets()
+    # The master and a standalone slave hold them.
+    env = {**_strong(), "TEACHER_PASSWORD": "Tr0ub4dor&3x", "CLASS_CODE": "kdwmqa"}
+    load("master", [], environ=env).check_secrets()
+    load("slave", [], environ=env).check_secrets()
+
+
+def test_secret_files(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    key = secrets.token_urlsafe(32)
+    path = tmp_path / "secret_key"
+    path.write_text(key + "\n")
+    path.chmod(0o600)
+    with caplog.at_level(logging.WARNING):
+        config = load("slave", ["--secret-key-file", str(path)], environ={})
+    assert config.secret_key == key and caplog.records == []
+    # Only one newline is stripped; a second line is refused.
+    path.write_text(key + "\n\n")
+    with pytest.raises(ConfigError, match="more than one line"):
+        load("slave", [], environ={"SECRET_KEY_FILE": str(path)})
+    path.write_text(key + "\r\n")
+    assert load("slave", [], environ={"SECRET_KEY_FILE": str(path)}).secret_key == key
+    # A file others may read: allowed, with a warning that does not show the secret.
+    path.chmod(0o644)
+    with caplog.at_level(logging.WARNING):
+        assert load("slave", [], environ={"SECRET_KEY_FILE": str(path)}).secret_key == key
+    assert "readable by other users" in caplog.text and key not in caplog.text
+    with pytest.raises(ConfigError, match="set SECRET_KEY or SECRET_KEY_FILE, not both"):
+        load("slave", [], environ={"SECRET_KEY_FILE": str(path), "SECRET_KEY": key})
+    with pytest.raises(ConfigError, match="CLASS_CODE_FILE: cannot read"):
+        load("slave", ["--class-code-file", str(tmp_path / "missing")], environ={})
+    for name in ("CLUSTER_KEY", "TEACHER_PASSWORD", "STREAM_KEY", "CLASS_CODE"):
+        path.write_text("v-" + name)
+        config = load("master", [], environ={f"{name}_FILE": str(path)})
+        assert getattr(config, name.lower()) == "v-" + name
+    assert os.stat(path).st_size > 0

@@ -55,8 +55,8 @@ class PublishDenied(Exception):
         self.description = description
 
 
-PublishAuthorizer = Callable[[str, str, Mapping[str, str]], tuple[str, str]]
-"""authorize(app, name, query) -> (path, owner); raises PublishDenied."""
+PublishAuthorizer = Callable[[str, str, Mapping[str, str], str], tuple[str, str]]
+"""authorize(app, name, query, client address) -> (path, owner); raises PublishDenied."""
 
 
 @dataclass(slots=True)
@@ -210,7 +210,8 @@ class _RtmpProtocol(asyncio.Protocol):
         server = self._server
         where = printable(f"{event.app}/{event.name}")
         try:
-            path, owner = server.authorize(event.app, event.name, event.query)
+            client = self._peer.rsplit(":", 1)[0]  # the address, for the guessing limiter
+            path, owner = server.authorize(event.app, event.name, event.query, client)
             live = server.hub.live_paths()
             if not may_go_live(path, live, server.limits.max_live_paths):
                 raise PublishDenied(

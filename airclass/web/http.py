@@ -16,6 +16,8 @@ from typing import Any
 from aiohttp import web
 from aiohttp.http_writer import StreamWriter
 
+from airclass.cluster.signing import REPLY_SIGNATURE_HEADER, sign_reply
+
 log = logging.getLogger(__name__)
 
 MAX_JSON_BODY = 16 * 1024
@@ -91,6 +93,17 @@ async def handle_errors(request: web.Request, handler: Handler) -> web.StreamRes
 error_middleware = web.middleware(handle_errors)
 """`handle_errors` as a middleware, for apps without metrics (the metrics middleware calls
 `handle_errors` itself)."""
+
+
+def signed_reply(response: web.Response, cluster_key: str, nonce: str) -> web.Response:
+    """`response`, signed for the cluster request with `nonce` (`signing.sign_reply`): a node
+    acting on a reply can tell it came from the node it asked, for this very request."""
+    body = b"" if response.body is None else response.body
+    assert isinstance(body, bytes), "signed replies are built from bytes"
+    response.headers[REPLY_SIGNATURE_HEADER] = sign_reply(
+        cluster_key, nonce, response.status, response.headers, body
+    )
+    return response
 
 
 async def preflight(request: web.Request) -> web.Response:

@@ -33,14 +33,7 @@ from airclass import __version__
 from airclass.auth.tokens import TokenIssuer
 from airclass.cluster.balancer import Balancer
 from airclass.cluster.registry import NodeInfo, Registry, RegistryFull
-from airclass.cluster.signing import (
-    REPLY_SIGNATURE_HEADER,
-    ReplayCache,
-    SignatureError,
-    request_nonce,
-    sign_reply,
-    verify,
-)
+from airclass.cluster.signing import ReplayCache, SignatureError, request_nonce, verify
 from airclass.cluster.wire import (
     ClusterView,
     Heartbeat,
@@ -58,6 +51,7 @@ from airclass.web.http import (
     parse_json_object,
     preflight,
     read_body,
+    signed_reply,
 )
 from airclass.web.pages import add_page_routes
 from airclass.web.token_api import TOKEN_SERVICE, NodeTarget, TokenService, token_handler
@@ -235,12 +229,7 @@ def _signed_reply(
     state: MasterState, nonce: str, payload: dict[str, Any], status: int = 200
 ) -> web.Response:
     """A JSON reply the slave can tell came from this master, for this request."""
-    response = json_response(payload, status=status)
-    assert isinstance(response.body, bytes)
-    response.headers[REPLY_SIGNATURE_HEADER] = sign_reply(
-        state.config.cluster_key, nonce, status, response.headers, response.body
-    )
-    return response
+    return signed_reply(json_response(payload, status=status), state.config.cluster_key, nonce)
 
 
 def _bad(state: MasterState, what: str, exc: WireError) -> HttpError:

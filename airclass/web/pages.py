@@ -36,7 +36,7 @@ from airclass.auth.authorize import extract_token
 from airclass.auth.errors import AuthError
 from airclass.cluster.registry import iso_utc, load_status, recommended_nodes
 from airclass.web.http import HttpError, json_response
-from airclass.web.token_api import TOKEN_SERVICE
+from airclass.web.token_api import TOKEN_FORWARDER, TOKEN_SERVICE
 
 log = logging.getLogger(__name__)
 
@@ -236,12 +236,18 @@ async def static_file(request: web.Request) -> web.StreamResponse:
 async def info(request: web.Request) -> web.Response:
     ctx = request.app[PAGES]
     config = _config_of(request.app)
+    sign_in = {
+        "class_code_required": bool(config and config.class_code),
+        "teacher_enabled": bool(config and config.teacher_password),
+    }
+    forwarder = request.app.get(TOKEN_FORWARDER)
+    if forwarder is not None:  # a slave of a cluster: the master decides
+        sign_in.update(await forwarder.sign_in_info(time.monotonic()))
     return json_response(
         {
             "role": ctx.role,
             "node_id": config.node_id if config else "",
-            "class_code_required": bool(config and config.class_code),
-            "teacher_enabled": bool(config and config.teacher_password),
+            **sign_in,
             "segment_duration": config.segment_duration if config else None,
             "version": __version__,
         },

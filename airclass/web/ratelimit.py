@@ -1,43 +1,171 @@
-"""Failure-based rate limiting per client address (teacher password guessing).
+"""One guessing limiter for every secret a person types or a publisher sends.
 
-Pure: time is an argument. Each address may fail `burst` times; the allowance refills at
-`per_second`. Bounded memory: at most `max_clients` addresses are remembered, oldest dropped.
+The teacher password, the class code and the RTMP stream key are all secrets an outsider can
+try to guess online, so they share one policy (`GuessLimiter`, one instance per secret, so
+students mistyping the class code never lock the teacher out). Pure: time is an argument.
+
+Policy, and why:
+
+* **Failures are counted, successes are free.** Only a wrong guess costs anything, so a
+  classroom of students typing the right code is never slowed down.
+* **Per client, with IPv6 grouped by /64.** A client key is an IPv4 address, or the /64 an
+  IPv6 address belongs to: one subscriber or one LAN gets a whole /64, so counting single
+  IPv6 addresses would give an attacker unlimited fresh identities. (The cost: every host of
+  one IPv6 LAN shares one allowance; `burst` is configurable for that reason.)
+* **A token bucket per client.** A client may fail `burst` times in a row; after that it
+  regains one attempt every `refill` seconds and is told how long to wait (Retry-After).
+  Once limited, even the right secret waits, so a guesser learns nothing from the answer.
+* **A global ceiling.** Many addresses (a botnet, or an IPv4 block) each staying under their
+  own allowance could still guess fast together. All failures also fill one global bucket
+  that drains at `global_limit` failures per `global_window` seconds; while it is full the
+  limiter is *under siege*: a client that failed within the last `siege_memory` seconds is
+  refused outright, whatever its own bucket says, while a client with no recent failure
+  still gets its attempt. Refusing everyone would let an attacker lock the real teacher and
+  every student out just by guessing; refusing only recent failers keeps them in and limits
+  the attacker to one guess per address (per /64) per `siege_memory`.
+* **Bounded memory.** At most `max_clients` client keys are remembered, least recently
+  failed dropped first. Forgetting a client only ever forgives it, so an attacker flooding
+  the table gains at most its own `burst` again, and the global ceiling still holds.
 """
 
 from __future__ import annotations
 
+import ipaddress
+import math
 from collections import OrderedDict
+from dataclasses import dataclass
+
+from airclass.config import Config
 
 
-class FailureLimiter:
-    def __init__(
-        self, burst: int = 5, per_second: float = 1 / 12, max_clients: int = 10_000
-    ) -> None:
-        self.burst = burst
-        self.per_second = per_second
-        self.max_clients = max_clients
-        self._buckets: OrderedDict[str, tuple[float, float]] = OrderedDict()
+def client_key(address: str) -> str:
+    """The key failures are counted under: the IPv4 address, or the /64 of an IPv6 one.
 
-    def _level(self, client: str, now: float) -> float:
-        entry = self._buckets.get(client)
+    An IPv4-mapped IPv6 address (`::ffff:10.0.0.5`, what a dual-stack socket reports) is the
+    IPv4 client it stands for. Anything unparsable (e.g. "unknown") is its own key.
+    """
+    try:
+        ip = ipaddress.ip_address(address.split("%", 1)[0])
+    except ValueError:
+        return address
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.IPv6Network((ip, 64), strict=False))
+    return str(ip)
+
+
+@dataclass(frozen=True, slots=True)
+class GuessPolicy:
+    """How many wrong guesses are tolerated, per client and for everyone together."""
+
+    burst: int = 5
+    """Failures in a row a client may make before it waits (typos happen)."""
+    refill: float = 12.0
+    """Seconds after which a limited client regains one attempt."""
+    global_limit: int = 60
+    """Failures from all clients together per `global_window` before the siege mode."""
+    global_window: float = 60.0
+    """The period `global_limit` is counted over, seconds."""
+    siege_memory: float = 600.0
+    """Under siege, a client that failed this recently (seconds) is refused."""
+    max_clients: int = 10_000
+    """Client keys remembered at most."""
+
+    def __post_init__(self) -> None:
+        if self.burst < 1 or self.global_limit < 1 or self.max_clients < 1:
+            raise ValueError("burst, global_limit and max_clients must be at least 1")
+        for name in ("refill", "global_window", "siege_memory"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive number of seconds")
+
+
+def guess_policy(config: Config) -> GuessPolicy:
+    """The policy from the node's settings (GUESS_BURST, GUESS_REFILL, GUESS_GLOBAL_LIMIT)."""
+    return GuessPolicy(
+        burst=config.guess_burst,
+        refill=config.guess_refill,
+        global_limit=config.guess_global_limit,
+        global_window=60.0,
+    )
+
+
+@dataclass(slots=True)
+class _Client:
+    level: float
+    """Failures not yet drained from this client's bucket."""
+    updated: float
+    """When `level` was last computed."""
+    last_failure: float
+
+
+class GuessLimiter:
+    """Counts wrong guesses of one secret (see the module docstring for the policy)."""
+
+    def __init__(self, policy: GuessPolicy | None = None, name: str = "secret") -> None:
+        self.policy = policy or GuessPolicy()
+        self.name = name
+        self._clients: OrderedDict[str, _Client] = OrderedDict()
+        self._global_level = 0.0
+        self._global_updated = 0.0
+        self.refused = 0
+        """Attempts refused without looking at the secret (for metrics and tests)."""
+
+    def __len__(self) -> int:
+        return len(self._clients)
+
+    def _level(self, entry: _Client, now: float) -> float:
+        return max(0.0, entry.level - (now - entry.updated) / self.policy.refill)
+
+    def _global(self, now: float) -> float:
+        rate = self.policy.global_limit / self.policy.global_window
+        return max(0.0, self._global_level - (now - self._global_updated) * rate)
+
+    def under_siege(self, now: float) -> bool:
+        """True while failures from all clients together exceed the global ceiling."""
+        return self._global(now) >= self.policy.global_limit
+
+    def retry_after(self, address: str, now: float) -> float:
+        """Seconds until the client at `address` may try again (0: it may try now)."""
+        entry = self._clients.get(client_key(address))
         if entry is None:
             return 0.0
-        level, since = entry
-        return max(0.0, level - (now - since) * self.per_second)
+        policy = self.policy
+        level = self._level(entry, now)
+        # Allowed once the level is down to burst - 1, so that one more failure fits.
+        own = max(0.0, (level - policy.burst + 1) * policy.refill)
+        siege = 0.0
+        if self.under_siege(now) and now - entry.last_failure < policy.siege_memory:
+            rate = policy.global_limit / policy.global_window
+            siege = min(
+                entry.last_failure + policy.siege_memory - now,
+                (self._global(now) - policy.global_limit + 1) / rate,
+            )
+        return max(own, siege)
 
-    def retry_after(self, client: str, now: float) -> float:
-        """Seconds until `client` may try again (0 when allowed now)."""
-        level = self._level(client, now)
-        if level < self.burst:
-            return 0.0
-        return (level - self.burst + 1) / self.per_second
+    def check(self, address: str, now: float) -> float:
+        """`retry_after`, counting a refusal when it is not 0."""
+        wait = self.retry_after(address, now)
+        if wait > 0:
+            self.refused += 1
+        return wait
 
-    def failed(self, client: str, now: float) -> None:
-        level = self._level(client, now) + 1
-        self._buckets[client] = (level, now)
-        self._buckets.move_to_end(client)
-        while len(self._buckets) > self.max_clients:
-            self._buckets.popitem(last=False)
+    def failed(self, address: str, now: float) -> None:
+        """Count a wrong guess from `address`."""
+        key = client_key(address)
+        entry = self._clients.get(key)
+        if entry is None:
+            entry = self._clients[key] = _Client(0.0, now, now)
+        entry.level = self._level(entry, now) + 1
+        entry.updated = entry.last_failure = now
+        self._clients.move_to_end(key)
+        while len(self._clients) > self.policy.max_clients:
+            self._clients.popitem(last=False)
+        # Capped, so a siege ends at most one window after the last failure.
+        self._global_level = min(self._global(now) + 1, 2.0 * self.policy.global_limit)
+        self._global_updated = now
 
-    def succeeded(self, client: str) -> None:
-        self._buckets.pop(client, None)
+    def succeeded(self, address: str) -> None:
+        """The client knew the secret: forget its failures (not the global count)."""
+        self._clients.pop(client_key(address), None)

@@ -25,16 +25,14 @@ from airclass.cluster.relay_wire import (
     state_headers,
 )
 from airclass.cluster.signing import (
-    REPLY_SIGNATURE_HEADER,
     ReplayCache,
     SignatureError,
     request_nonce,
-    sign_reply,
     verify,
 )
 from airclass.hls.ring import Segment
 from airclass.streams import LiveStream, StreamTable
-from airclass.web.http import HttpError, json_error, json_response
+from airclass.web.http import HttpError, json_error, json_response, signed_reply
 
 log = logging.getLogger(__name__)
 
@@ -76,13 +74,7 @@ class RelayOrigin:
                 response = await handler(request)
             except HttpError as exc:
                 response = json_error(exc.status, exc.message, exc.headers)
-            body = b"" if response.body is None else response.body
-            assert isinstance(body, bytes), "relay replies are built from bytes"
-            response.headers[REPLY_SIGNATURE_HEADER] = sign_reply(
-                self.cluster_key, request_nonce(request.headers), response.status,
-                response.headers, body,
-            )
-            return response
+            return signed_reply(response, self.cluster_key, request_nonce(request.headers))
 
         return signed
 

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import hmac
 import logging
+import math
 import os
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
@@ -39,8 +40,17 @@ from airclass.web.fastpath import FastPath
 from airclass.web.hls_views import HLS_CONTEXT, HlsContext
 from airclass.web.http import HttpError, json_response, preflight
 from airclass.web.pages import add_page_routes, slave_dashboard_source
+from airclass.web.ratelimit import GuessLimiter, guess_policy
 from airclass.web.relay_views import RelayOrigin
-from airclass.web.token_api import TOKEN_SERVICE, NodeTarget, TokenService, token_handler
+from airclass.web.token_api import (
+    TOKEN_FORWARDER,
+    TOKEN_SERVICE,
+    NodeTarget,
+    TokenForwarder,
+    TokenService,
+    forward_token_handler,
+    token_handler,
+)
 
 log = logging.getLogger(__name__)
 
@@ -127,14 +137,14 @@ class SelfChooser:
 
 
 def one_origin(
-    authorize: Callable[[str, str, Mapping[str, str]], tuple[str, str]],
+    authorize: Callable[[str, str, Mapping[str, str], str], tuple[str, str]],
     live_elsewhere: Callable[[str], StreamOrigin | None],
-) -> Callable[[str, str, Mapping[str, str]], tuple[str, str]]:
+) -> Callable[[str, str, Mapping[str, str], str], tuple[str, str]]:
     """`authorize`, refusing a publish of a path the cluster has live on another node (one
     origin per path: the master would not list this node as its origin)."""
 
-    def check(app: str, name: str, query: Mapping[str, str]) -> tuple[str, str]:
-        path, owner = authorize(app, name, query)
+    def check(app: str, name: str, query: Mapping[str, str], client: str) -> tuple[str, str]:
+        path, owner = authorize(app, name, query, client)
         origin = live_elsewhere(path)
         if origin is not None:
             raise PublishDenied(
@@ -146,23 +156,42 @@ def one_origin(
     return check
 
 
-def make_publish_authorizer(config: Config, issuer: TokenIssuer) -> Any:
-    """authorize(app, name, query) -> (path, owner) for the RTMP server."""
+def make_publish_authorizer(
+    config: Config, issuer: TokenIssuer, limiter: GuessLimiter | None = None
+) -> Any:
+    """authorize(app, name, query, client) -> (path, owner) for the RTMP server.
 
-    def authorize(app: str, name: str, query: Mapping[str, str]) -> tuple[str, str]:
+    A wrong stream key or a bad publish token counts as a failed guess of the client's
+    address in `limiter` (the same policy as teacher passwords and class codes); while the
+    address is limited, its publishes are refused without looking at the key.
+    """
+    limiter = limiter or GuessLimiter(guess_policy(config), "stream key")
+
+    def authorize(app: str, name: str, query: Mapping[str, str], client: str) -> tuple[str, str]:
         if not NAME_RE.fullmatch(app) or not NAME_RE.fullmatch(name):
             raise PublishDenied(
                 "NetStream.Publish.BadName", "stream names use letters, digits, - and _"
             )
         path = f"{app}/{name}"
+        now = time.time()
+        wait = limiter.check(client, now)
+        if wait > 0:
+            log.warning(
+                "node %s: publish of %s from %s rate-limited (%.0f s)",
+                config.node_id, path, client, wait,
+            )
+            raise PublishDenied(
+                "NetStream.Publish.Unauthorized",
+                f"too many refused publishes; try again in {math.ceil(wait)} s",
+            )
         token = query.get("jwt")
         if token:
             try:
-                claims = verify_and_authorize(
-                    issuer, token, "publish", path, config.node_id, time.time()
-                )
+                claims = verify_and_authorize(issuer, token, "publish", path, config.node_id, now)
             except AuthError as exc:
+                limiter.failed(client, now)
                 raise PublishDenied("NetStream.Publish.Unauthorized", exc.reason) from None
+            limiter.succeeded(client)
             return path, f"teacher:{claims.user_id}"
         key = query.get("key")
         if (
@@ -170,7 +199,9 @@ def make_publish_authorizer(config: Config, issuer: TokenIssuer) -> Any:
             and config.stream_key
             and hmac.compare_digest(key.encode(), config.stream_key.encode())
         ):
+            limiter.succeeded(client)
             return path, "stream-key"
+        limiter.failed(client, now)
         raise PublishDenied(
             "NetStream.Publish.Unauthorized",
             "publishing needs a teacher token (?jwt=) or the stream key (?key=)",
@@ -252,7 +283,14 @@ def create_app(config: Config) -> web.Application:
     hls_views.add_routes(app)
     app.router.add_get("/health", health)
     app.router.add_get("/api/stats", api_stats)
-    app.router.add_post("/api/token", token_handler)
+    if config.master_url:
+        # Sign-ins happen on the master, which holds the teacher password and class code.
+        forwarder = TokenForwarder(config.master_url, config.cluster_key)
+        app[TOKEN_FORWARDER] = forwarder
+        app.cleanup_ctx.append(forwarder.ctx)
+        app.router.add_post("/api/token", forward_token_handler)
+    else:
+        app.router.add_post("/api/token", token_handler)
     add_page_routes(app, role="slave", dashboard=slave_dashboard_source(node.stats))
     app.router.add_route("OPTIONS", "/{tail:.*}", preflight)
     app.cleanup_ctx.append(_rtmp_ctx)

@@ -160,7 +160,17 @@ class Cluster:
         env = {
             k: v
             for k, v in os.environ.items()
-            if not k.startswith(("SECRET_KEY", "CLUSTER_KEY", "MASTER_URL", "NODE_ID"))
+            if not k.startswith(
+                (
+                    "SECRET_KEY",
+                    "CLUSTER_KEY",
+                    "MASTER_URL",
+                    "NODE_ID",
+                    "TEACHER_PASSWORD",
+                    "STREAM_KEY",
+                    "CLASS_CODE",
+                )
+            )
         }
         env.update(
             SECRET_KEY=self.secret_key,
@@ -198,7 +208,11 @@ class Cluster:
         ]
         if master is not None:
             args += ["--master-url", master.api]
-        node = Node("slave", args, self.env(), self.tmp / f"{node_id}.log", ports)
+        env = self.env()
+        if "--master-url" in args:
+            # Teachers sign in on the master: a slave of a cluster refuses to hold it.
+            del env["TEACHER_PASSWORD"]
+        node = Node("slave", args, env, self.tmp / f"{node_id}.log", ports)
         self.nodes.append(node)
         return node.start() if start else node
 

@@ -30,10 +30,10 @@ class RawPeer:
         """`source`: the loopback address to connect from (127.0.0.2, ...), so that one test
         can play several clients."""
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        if source is not None:  # any 127.0.0.0/8 address: another client, as the server sees it
+            self.sock.bind((source, 0))
         if rcvbuf is not None:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
-        if source is not None:
-            self.sock.bind((source, 0))
         self.sock.settimeout(timeout)
         self.sock.connect(("127.0.0.1", port))
         self.received = bytearray()

@@ -114,8 +114,15 @@ def test_a_slave_follows_nothing_a_fake_master_names(cluster: Cluster, signature
             assert stats["relay"]["following"] == {}, stats["relay"]
             assert origin.requests == []
             assert all(r.startswith("POST /cluster/register") for r in master.requests)
+            assert origin.requests == []
             reason = "unsigned reply" if signature == "none" else "bad reply signature"
             assert f"HTTP 200 refused: {reason}" in slave.log()
+            # A student signing in on this slave is not handed what the fake master says.
+            status, reply = http_json("POST", f"{slave.api}/api/token",
+                                      {"user_type": "student", "user_id": "kim",
+                                       "stream": PATH})
+            assert (status, reply) == (502, {"error": "the master's answer could not be verified"})
+            assert all(r.startswith("POST ") for r in master.requests)
 
 
 def test_an_impostor_on_the_origins_address_is_not_relayed(cluster: Cluster) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import jwt
 import pytest
+import yaml
 
 from tests.e2e.conftest import (
     ROOT,
@@ -31,13 +32,19 @@ pytestmark = [pytest.mark.e2e, pytest.mark.timeout(150)]
 
 GOOD = secrets.token_urlsafe(32)
 OTHER = secrets.token_urlsafe(32)
+EXAMPLE: dict[str, str] = yaml.safe_load(
+    (ROOT / "deploy/k8s/secret.example.yaml").read_text()
+)["stringData"]
+EXAMPLE_VALUES = sorted(EXAMPLE.items())
 
 
 def run_node(command: list[str], env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     base = {
         k: v
         for k, v in os.environ.items()
-        if k not in ("SECRET_KEY", "CLUSTER_KEY", "MASTER_URL", "MODE", "DEMO")
+        if k.removesuffix("_FILE")
+        not in ("SECRET_KEY", "CLUSTER_KEY", "TEACHER_PASSWORD", "STREAM_KEY", "CLASS_CODE")
+        and k not in ("MASTER_URL", "MODE", "DEMO")
     }
     base.update(env)
     ports = ["--bind", "127.0.0.1", "--api-port", str(free_port())]
@@ -69,6 +76,28 @@ REFUSED = [
         "slave",
         {"SECRET_KEY": GOOD, "MASTER_URL": "http://127.0.0.1:9", "CLUSTER_KEY": "default"},
         "CLUSTER_KEY",
+    ),
+    # Long enough for the old length check, and still guessable or copied from an example.
+    ("master", {"SECRET_KEY": "a" * 40, "CLUSTER_KEY": GOOD}, "SECRET_KEY"),
+    ("master", {"SECRET_KEY": GOOD[:24], "CLUSTER_KEY": OTHER}, "SECRET_KEY"),
+    *(
+        ("master", {"SECRET_KEY": GOOD, "CLUSTER_KEY": OTHER, name: value}, name)
+        for name, value in EXAMPLE_VALUES
+        if name != "SECRET_KEY"
+    ),
+    ("master", {"SECRET_KEY": EXAMPLE["SECRET_KEY"], "CLUSTER_KEY": OTHER}, "SECRET_KEY"),
+    ("master", {"SECRET_KEY": GOOD, "CLUSTER_KEY": OTHER, "CLASS_CODE": "123456"}, "CLASS_CODE"),
+    ("slave", {"SECRET_KEY": GOOD, "STREAM_KEY": "obs-stream-1"}, "STREAM_KEY"),
+    ("slave", {"SECRET_KEY": GOOD, "TEACHER_PASSWORD": "teacher1"}, "TEACHER_PASSWORD"),
+    (
+        "slave",
+        {
+            "SECRET_KEY": GOOD,
+            "CLUSTER_KEY": OTHER,
+            "MASTER_URL": "http://127.0.0.1:9",
+            "TEACHER_PASSWORD": secrets.token_urlsafe(12),
+        },
+        "TEACHER_PASSWORD",
     ),
 ]
 
@@ -206,3 +235,61 @@ def test_no_token_or_key_in_the_logs(cluster: Cluster, tmp_path: Path) -> None:
         for piece in pieces:
             for node, text in logs.items():
                 assert piece not in text, f"{name} appears in the {node} log"
+
+
+def test_secrets_from_files_stay_out_of_ps_and_the_environment(tmp_path: Path) -> None:
+    """What compose and Kubernetes now do: every secret in a file named by *_FILE."""
+    values = {
+        "SECRET_KEY": secrets.token_urlsafe(32),
+        "TEACHER_PASSWORD": secrets.token_urlsafe(12),
+        "STREAM_KEY": secrets.token_urlsafe(12),
+        "CLASS_CODE": "kdwmqazp",
+    }
+    env = {k: v for k, v in os.environ.items() if k.removesuffix("_FILE") not in values}
+    env.pop("CLUSTER_KEY", None)
+    env.pop("MASTER_URL", None)
+    for name, value in values.items():
+        path = tmp_path / name.lower()
+        path.write_text(value + "\n")
+        path.chmod(0o600)
+        env[f"{name}_FILE"] = str(path)
+    api, hls = free_port(), free_port()
+    log_path = tmp_path / "slave.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "airclass.slave", "--bind", "127.0.0.1", "--api-port",
+             str(api), "--hls-port", str(hls), "--rtmp-port", str(free_port())],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+        )
+    try:
+        wait_for(lambda: _healthy(f"http://127.0.0.1:{api}"), 15, what="the slave started")
+        seen = Path(f"/proc/{proc.pid}/environ").read_bytes()
+        seen += Path(f"/proc/{proc.pid}/cmdline").read_bytes()
+        for name, value in values.items():
+            assert value.encode() not in seen, f"{name} is visible in ps or the environment"
+        # And it uses them: the teacher signs in with the password from the file.
+        status, reply = http_json(
+            "POST",
+            f"http://127.0.0.1:{api}/api/token",
+            {"user_type": "teacher", "user_id": "t", "password": values["TEACHER_PASSWORD"]},
+        )
+        assert status == 200 and reply["stream_key"]
+        status, _ = http_json(
+            "POST",
+            f"http://127.0.0.1:{api}/api/token",
+            {"user_type": "student", "user_id": "s", "class_code": values["CLASS_CODE"]},
+        )
+        assert status == 200
+    finally:
+        proc.terminate()
+        proc.wait(15)
+    text = log_path.read_text()
+    assert "readable by other users" not in text
+    assert all(value not in text for value in values.values())
+
+
+def _healthy(api: str) -> bool:
+    try:
+        return http_json("GET", f"{api}/health", timeout=1)[0] == 200
+    except OSError:
+        return False

@@ -15,7 +15,11 @@ import yaml
 from tests.web.test_metrics import MASTER_METRICS, SLAVE_METRICS
 
 ROOT = Path(__file__).resolve().parents[2]
-SECRETS = {"SECRET_KEY": "k" * 32, "CLUSTER_KEY": "c" * 32, "TEACHER_PASSWORD": "t" * 12}
+SECRETS = {
+    "SECRET_KEY_FILE": "/run/keys/secret_key",
+    "CLUSTER_KEY_FILE": "/run/keys/cluster_key",
+    "TEACHER_PASSWORD_FILE": "/run/keys/teacher_password",
+}
 
 
 def compose_config(*files: str, **env: str) -> dict[str, object]:
@@ -116,7 +120,40 @@ def test_kubernetes_manifests_validate() -> None:
     container = slave["spec"]["template"]["spec"]["containers"][0]
     assert container["readinessProbe"]["httpGet"]["path"] == "/health"
     assert container["livenessProbe"]["httpGet"]["path"] == "/health"
-    assert container["envFrom"] == [{"secretRef": {"name": "airclass-secrets"}}]
+    assert "envFrom" not in container
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["SECRET_KEY_FILE"] == "/run/secrets/airclass/SECRET_KEY"
+    assert env["CLUSTER_KEY_FILE"] == "/run/secrets/airclass/CLUSTER_KEY"
+    volume = slave["spec"]["template"]["spec"]["volumes"][0]["secret"]
+    # A slave of a cluster refuses to start with the teacher password: it is never mounted.
+    assert volume["secretName"] == "airclass-secrets"
+    assert [i["key"] for i in volume["items"]] == ["SECRET_KEY", "CLUSTER_KEY"]
+    master = next(
+        d for d in docs if d["metadata"]["name"] == "airclass-master" and d["kind"] == "Deployment"
+    )
+    items = master["spec"]["template"]["spec"]["volumes"][0]["secret"]["items"]
+    assert [i["key"] for i in items] == ["SECRET_KEY", "CLUSTER_KEY", "TEACHER_PASSWORD"]
+
+
+@pytest.mark.parametrize("files", [("docker-compose.yml",), ("docker-compose.node.yml",)])
+def test_compose_secrets_are_files_and_slaves_hold_no_teacher_password(
+    files: tuple[str, ...],
+) -> None:
+    config = compose_config(*files, MASTER_URL="http://10.0.0.10:8000", PUBLIC_HOST="10.0.0.21")
+    services = config["services"]
+    assert isinstance(services, dict)
+    secrets_ = config["secrets"]
+    assert isinstance(secrets_, dict)
+    assert secrets_["secret_key"]["file"] == "/run/keys/secret_key"
+    for name in ("slave", "master"):
+        env = services[name]["environment"]
+        assert not {"SECRET_KEY", "CLUSTER_KEY", "TEACHER_PASSWORD"} & set(env), env
+        assert env["SECRET_KEY_FILE"] == "/run/secrets/secret_key"
+    mounted = {name: {s["source"] for s in services[name]["secrets"]} for name in services
+               if name in ("slave", "master")}
+    assert mounted["slave"] == {"secret_key", "cluster_key"}
+    assert mounted["master"] == {"secret_key", "cluster_key", "teacher_password"}
+    assert "TEACHER_PASSWORD_FILE" not in services["slave"]["environment"]
 
 
 def test_grafana_dashboard_uses_only_exported_metrics() -> None:

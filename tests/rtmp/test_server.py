@@ -48,7 +48,9 @@ class Harness:
         sink = self.sinks[path] = RecordingSink()
         return sink
 
-    def authorize(self, app: str, name: str, query: Mapping[str, str]) -> tuple[str, str]:
+    def authorize(
+        self, app: str, name: str, query: Mapping[str, str], client: str
+    ) -> tuple[str, str]:
         self.calls.append((app, name, dict(query)))
         key = query.get("key", "")
         if key == "bad":

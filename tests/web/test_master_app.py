@@ -520,3 +520,28 @@ def test_entry_points_refuse_bad_settings(capsys: pytest.CaptureFixture[str]) ->
     assert "MODE is not set" in capsys.readouterr().err
     assert airclass_main([], environ={"MODE": "primary"}) == 2
     assert "MODE='primary'" in capsys.readouterr().err
+
+
+async def test_forwarded_sign_ins_are_limited_per_browser(master: Master) -> None:
+    """A slave forwards sign-ins signed with the cluster key, naming the browser's address."""
+    await master.register("slave-1")
+    wrong = {"user_type": "teacher", "user_id": "t", "password": "nope-nope-nope"}
+
+    async def forwarded(client: str, body: dict[str, Any], key: str = CLUSTER_KEY) -> int:
+        data = json.dumps(body).encode()
+        headers = sign(key, "POST", f"/api/token?client={client}", data, master.clock())
+        headers["X-AIRClass-Client"] = client
+        status, _ = await master.signed("/api/token", body, headers=headers, raw=data)
+        return status
+
+    assert [await forwarded("10.0.0.7", wrong) for _ in range(6)] == [401] * 5 + [429]
+    # Another browser behind the same slave (the same socket address here) is not limited.
+    right = {**wrong, "password": PASSWORD}
+    assert await forwarded("10.0.0.8", right) == 200
+    # The address is covered by the signature: claiming another one is refused.
+    data = json.dumps(right).encode()
+    headers = sign(CLUSTER_KEY, "POST", "/api/token?client=10.0.0.8", data, master.clock())
+    headers["X-AIRClass-Client"] = "10.0.0.9"
+    assert (await master.signed("/api/token", right, headers=headers, raw=data))[0] == 401
+    assert await forwarded("10.0.0.9", right, key=secrets.token_urlsafe(32)) == 401
+    assert await forwarded("not-an-address", right) == 400
