@@ -199,6 +199,16 @@ def slave_families(
         "Viewer sessions refused (expired or over a limit).",
         sessions.sessions_refused,
     )
+    yield counter(
+        "airclass_sessions_refused_per_token",
+        "Viewer sessions refused because their token held --sessions-per-token already.",
+        sessions.refused_per_token,
+    )
+    yield counter(
+        "airclass_entries_rate_limited",
+        "Entry playlist requests refused by the per-token rate limit.",
+        node.hls.entry_limiter.refused,
+    )
     yield counter("airclass_served_bytes", "Media bytes served to viewers.", sessions.bytes_served)
     yield gauge("airclass_cpu_usage_ratio", "Machine CPU usage, 0 to 1.", stats["cpu"] / 100)
     yield gauge(

@@ -36,6 +36,7 @@ from airclass.web.fastpath import FastPath
 from airclass.web.hls_views import HLS_CONTEXT, HlsContext
 from airclass.web.http import HttpError, json_response, preflight
 from airclass.web.pages import add_page_routes, slave_dashboard_source
+from airclass.web.ratelimit import TokenBucket
 from airclass.web.streams import StreamTable
 from airclass.web.token_api import TOKEN_SERVICE, NodeTarget, TokenService, token_handler
 
@@ -195,10 +196,12 @@ def create_app(config: Config) -> web.Application:
         window=config.viewer_window,
         capacity=config.max_connections,
         hard_limit=config.hard_limit,
+        per_token=config.sessions_per_token,
     )
     hls = HlsContext(
         config.node_id, streams, issuer, SessionSigner(config.secret_key, config.node_id), sessions
     )
+    hls.entry_limiter = TokenBucket(config.entry_burst, config.entry_refill)
     tokens = TokenService(config, issuer, SelfChooser(config))
     rtmp = RtmpServer(
         streams.hub,
