@@ -27,6 +27,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from airclass.web.http import Handler, handle_errors
+from airclass.web.operator import operator_only
 
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
 SEGMENT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -367,11 +368,12 @@ def master_families(state: Any) -> Iterator[Metric]:
 
 
 def install(app: web.Application, families: Callable[[], Iterable[Metric]]) -> HttpMetrics:
-    """Give `app` a registry with `families` and the process metrics, and `GET /metrics`.
+    """Give `app` a registry with `families` and the process metrics, and `GET /metrics`
+    (behind `operator_only`: the app must hold an `OPERATOR` gate).
     The caller makes the returned middleware the app's only one (it also turns errors into
     JSON, see `HttpMetrics.middleware`)."""
     registry = new_registry()
     registry.register(StatsCollector(families))
     app[METRICS_REGISTRY] = registry
-    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/metrics", operator_only(metrics_handler))
     return HttpMetrics(registry)

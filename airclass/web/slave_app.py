@@ -31,10 +31,11 @@ from airclass.cluster.relay import RelayManager, RelayOrigin
 from airclass.config import Config
 from airclass.hls.packager import PackagerConfig
 from airclass.rtmp.server import PublishDenied, RtmpLimits, RtmpServer
-from airclass.web import hls_views, metrics
+from airclass.web import hls_views, metrics, operator
 from airclass.web.fastpath import FastPath
 from airclass.web.hls_views import HLS_CONTEXT, HlsContext
 from airclass.web.http import HttpError, json_response, preflight
+from airclass.web.operator import operator_only
 from airclass.web.pages import add_page_routes, slave_dashboard_source
 from airclass.web.ratelimit import TokenBucket
 from airclass.web.streams import StreamTable
@@ -215,7 +216,8 @@ def create_app(config: Config) -> web.Application:
 
     hls_views.add_routes(app)
     app.router.add_get("/health", health)
-    app.router.add_get("/api/stats", api_stats)
+    operator.install(app, config, issuer, lambda: hls.clock())
+    app.router.add_get("/api/stats", operator_only(api_stats))
     app.router.add_post("/api/token", token_handler)
     add_page_routes(app, role="slave", dashboard=slave_dashboard_source(node.stats))
     app.router.add_route("OPTIONS", "/{tail:.*}", preflight)
