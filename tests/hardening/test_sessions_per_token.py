@@ -16,11 +16,12 @@ import subprocess
 import time
 import urllib.parse
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
 from airclass.auth.tokens import TokenIssuer
-from tests.e2e.conftest import Cluster, Node, http_get, http_json, publish, wait_for
+from tests.e2e.conftest import Cluster, Node, http_get, http_json, need, publish, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(120)]
 
@@ -143,3 +144,61 @@ def test_the_cap_alone_keeps_one_token_from_filling_a_hard_limited_node(
         others.append(SID_LINE.findall(body.decode())[0])
     assert [play(lecture, sid)[0] for sid in others] == [200] * (CAPACITY - 3)
     assert viewers(lecture) == CAPACITY
+
+
+def test_a_player_opening_the_backup_variant_too_fits_a_cap_of_one(
+    cluster: Cluster, tmp_path: Path
+) -> None:
+    """ffmpeg (as VLC) opens every variant of the entry playlist: the origin's and the backup
+    node's. The backup's session counts on the backup node only, so a cap of one session per
+    token still lets it play, and still refuses the same token a second player."""
+    beat = ("--heartbeat-interval", "1", "--heartbeat-timeout", "5")
+    master = cluster.master(*beat)
+    nodes = {
+        node_id: cluster.slave(*beat, "--sessions-per-token", "1", node_id=node_id,
+                               master=master)
+        for node_id in ("slave-a", "slave-b")
+    }
+    wait_for(lambda: http_json("GET", f"{master.api}/cluster/nodes")[1]["healthy_nodes"] == 2,
+             10, what="registered slaves")
+    status, teacher = http_json("POST", f"{master.api}/api/token", {
+        "user_type": "teacher", "user_id": "ms-kim", "password": cluster.teacher_password})
+    assert status == 200, teacher
+    publisher = publish(f"{teacher['rtmp_url']}/{teacher['stream_key']}", 90)
+    reader: subprocess.Popen[bytes] | None = None
+    try:
+        status, student = http_json(
+            "POST", f"{master.api}/api/token", {"user_type": "student", "user_id": "yuna"}
+        )
+        assert status == 200, student
+        primary = nodes[student["node_id"]]
+        backup = next(node for node in nodes.values() if node is not primary)
+        probe = tokens_for(cluster, student["node_id"])("probe")
+
+        def entry_with_backup() -> bool:
+            status, body, _ = entry(primary, probe)
+            return status == 200 and f"{backup.hls}/{PATH}/".encode() in body
+
+        wait_for(entry_with_backup, 30, interval=1.0, what="an entry listing the backup")
+        reader = subprocess.Popen(
+            [need("ffmpeg"), "-v", "error", "-i", student["hls_url"], "-map", "0",
+             "-t", "6", "-f", "null", "-"],
+            stdout=subprocess.DEVNULL, stderr=open(tmp_path / "reader.log", "wb"),  # noqa: SIM115
+        )
+        wait_for(lambda: viewers(primary) == 1 and viewers(backup) == 1, 20, interval=0.5,
+                 what="ffmpeg's sessions on the origin and the backup")
+        # The token's one session on its node is taken: another player is refused.
+        status, body, _ = entry(primary, student["token"])
+        assert (status, json.loads(body)) == (429, {
+            "error": "this link is already playing in the most players allowed (1); "
+            "close one and try again in 30 s"
+        })
+        assert reader.wait(30) == 0, (tmp_path / "reader.log").read_text()
+        for node in (primary, backup):
+            metrics = http_get(f"{node.api}/metrics")[1].decode()
+            assert "airclass_sessions_refused_per_token_total 0.0" in metrics, node.api
+    finally:
+        for proc in (reader, publisher):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                proc.wait(10)
