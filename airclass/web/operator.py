@@ -46,6 +46,17 @@ def install(
     app[OPERATOR] = OperatorGate(access, clock)
 
 
+def operator_allowed(request: web.Request) -> bool:
+    """Whether the rule lets `request` through (for a view that answers everyone, but says
+    more to operators)."""
+    gate = request.app[OPERATOR]
+    try:
+        gate.access.check(request.remote, request.headers.get("Authorization"), gate.clock())
+    except AuthError:
+        return False
+    return True
+
+
 def operator_only(handler: Handler) -> Handler:
     """`handler`, answered only to trusted networks or with a metrics or teacher token."""
 

@@ -35,7 +35,7 @@ from airclass.web import hls_views, metrics, operator
 from airclass.web.fastpath import FastPath
 from airclass.web.hls_views import HLS_CONTEXT, HlsContext
 from airclass.web.http import HttpError, json_response, preflight
-from airclass.web.operator import operator_only
+from airclass.web.operator import operator_allowed, operator_only
 from airclass.web.pages import add_page_routes, slave_dashboard_source
 from airclass.web.ratelimit import TokenBucket
 from airclass.web.streams import StreamTable
@@ -160,7 +160,14 @@ def make_publish_authorizer(config: Config, issuer: TokenIssuer) -> Any:
 
 
 async def health(request: web.Request) -> web.Response:
+    """The node's numbers to operators; to anyone else (a probe from outside the trusted
+    networks) only that it is up, since the numbers name the streams and the master."""
     node = request.app[SLAVE]
+    if not operator_allowed(request):
+        return json_response(
+            {"status": "ok", "role": "slave", "node_id": node.config.node_id,
+             "version": __version__}
+        )
     stats = node.stats()
     stats["status"] = "ok"
     link = request.app.get(MASTER_LINK)

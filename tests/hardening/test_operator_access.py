@@ -4,7 +4,8 @@ The node list, the Prometheus targets, `/api/stats` and `/metrics` name every no
 and every stream. The nodes trust only 127.0.0.1 here, and the client binds its socket to
 127.0.0.2: without credentials, with a bad token, a forged or a student's token, each view
 answers a JSON 401/403 that names nothing; with the metrics token or a teacher's token it
-answers 200, as it does to 127.0.0.1 without credentials.
+answers 200, as it does to 127.0.0.1 without credentials. The slave's /health says only that
+it is up to anyone else.
 """
 
 from __future__ import annotations
@@ -107,6 +108,12 @@ def test_operator_views_need_a_trusted_network_or_a_token(
             status, body, _ = get(url, headers=headers)
             assert status == 200, (url, headers, body)
         assert get(url, source="127.0.0.1")[0] == 200, url
+    # The slave's /health answers every probe (a Kubernetes kubelet is not on loopback), but
+    # names its streams and its master only to operators.
+    status, body, _ = get(f"{slave.api}/health")
+    assert status == 200 and set(json.loads(body)) == {"status", "role", "node_id", "version"}
+    status, body, _ = get(f"{slave.api}/health", headers=bearer(metrics_token))
+    assert status == 200 and json.loads(body)["master"]["url"] == master.api
     # What the granted views show is what the refused ones withheld.
     status, body, _ = get(f"{master.api}/cluster/nodes", headers=bearer(metrics_token))
     assert json.loads(body)["nodes"][0]["node_id"] == "slave-1"
