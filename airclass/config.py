@@ -7,6 +7,7 @@ wins over the default. The result is a frozen dataclass handed to `create_app`.
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import itertools
 import logging
 import math
@@ -18,6 +19,8 @@ import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 WELL_KNOWN_SECRETS = frozenset(
     {
@@ -41,6 +44,8 @@ WELL_KNOWN_SECRETS = frozenset(
 )
 MIN_SECRET_LENGTH = 32
 """SECRET_KEY and CLUSTER_KEY: shorter than what `secrets.token_urlsafe(32)` prints."""
+DEFAULT_TRUSTED_NETWORKS = "127.0.0.0/8,::1/128"
+"""Who may read the node list, /api/stats and /metrics without credentials: this machine."""
 
 
 class ConfigError(ValueError):
@@ -86,6 +91,11 @@ class Config:
     fast_path: bool = True
     demo: bool = False
     log_level: str = "INFO"
+    sessions_per_token: int = 3
+    entry_burst: int = 10
+    entry_refill: float = 2.0
+    trusted_networks: str = DEFAULT_TRUSTED_NETWORKS
+    metrics_token_file: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
 
     @property
@@ -410,6 +420,32 @@ _SETTINGS: list[tuple[str, str, type, str]] = [
         "(--no-fast-path: everything through aiohttp)",
     ),
     ("log_level", "LOG_LEVEL", str, "DEBUG, INFO, WARNING or ERROR"),
+    (
+        "sessions_per_token",
+        "SESSIONS_PER_TOKEN",
+        int,
+        "viewer sessions one token may hold at once on a node (tabs, reloads)",
+    ),
+    ("entry_burst", "ENTRY_BURST", int, "entry playlist requests one token may make at once"),
+    (
+        "entry_refill",
+        "ENTRY_REFILL",
+        float,
+        "seconds after which a token may make one more entry request, past the burst",
+    ),
+    (
+        "trusted_networks",
+        "TRUSTED_NETWORKS",
+        str,
+        "comma-separated CIDRs that may read the node list, /api/stats and /metrics without "
+        "credentials (others need a teacher token or the metrics token)",
+    ),
+    (
+        "metrics_token_file",
+        "METRICS_TOKEN_FILE",
+        str,
+        "file holding the bearer token Prometheus sends for /metrics and the node list",
+    ),
 ]
 
 
@@ -530,6 +566,15 @@ def finalize(config: Config) -> Config:
         raise ConfigError("--guess-burst and --guess-global-limit must be at least 1")
     if not 0 < config.guess_refill <= 3600:
         raise ConfigError("--guess-refill must be between 0 and 3600 seconds")
+    if config.sessions_per_token < 1:
+        raise ConfigError("--sessions-per-token must be at least 1")
+    if config.entry_burst < 1:
+        raise ConfigError("--entry-burst must be at least 1")
+    if not 0 < config.entry_refill <= 3600:
+        raise ConfigError("--entry-refill must be between 0 and 3600 seconds")
+    parse_networks(config.trusted_networks)
+    if config.metrics_token_file:
+        read_token_file(config.metrics_token_file)
     if config.event_loop not in ("auto", "uvloop", "asyncio"):
         raise ConfigError("--event-loop must be auto, uvloop or asyncio")
     for port_name in ("rtmp_port", "hls_port", "api_port"):
@@ -537,6 +582,49 @@ def finalize(config: Config) -> Config:
         if not 0 <= port <= 65535:
             raise ConfigError(f"--{port_name.replace('_', '-')} {port} is not a port")
     return config
+
+
+def parse_networks(text: str) -> tuple[IPNetwork, ...]:
+    """The networks of a comma-separated CIDR list (`--trusted-networks`); empty: none."""
+    networks: list[IPNetwork] = []
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(item, strict=False))
+        except ValueError as exc:
+            raise ConfigError(
+                f"TRUSTED_NETWORKS: {item!r} is not a network (e.g. 10.0.0.0/24 or ::1/128)"
+            ) from exc
+    return tuple(networks)
+
+
+MIN_METRICS_TOKEN_LENGTH = MIN_SECRET_LENGTH
+MAX_TOKEN_FILE_BYTES = 4096
+
+
+def read_token_file(path: str) -> str:
+    """The token in `path` (`--metrics-token-file`), surrounding whitespace removed as
+    Prometheus does with its `credentials_file`; refused when missing, empty or guessable."""
+    try:
+        with open(path, "rb") as file:
+            raw = file.read(MAX_TOKEN_FILE_BYTES + 1)
+    except OSError as exc:
+        raise ConfigError(f"METRICS_TOKEN_FILE {path!r} cannot be read: {exc.strerror}") from exc
+    if len(raw) > MAX_TOKEN_FILE_BYTES:
+        raise ConfigError(f"METRICS_TOKEN_FILE {path!r} is larger than {MAX_TOKEN_FILE_BYTES} B")
+    try:
+        token = raw.decode("ascii").strip()
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"METRICS_TOKEN_FILE {path!r} must hold an ASCII token") from exc
+    if len(token) < MIN_METRICS_TOKEN_LENGTH or not token.isprintable() or " " in token:
+        raise ConfigError(
+            f"METRICS_TOKEN_FILE {path!r} must hold one token of at least "
+            f"{MIN_METRICS_TOKEN_LENGTH} characters without spaces "
+            "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+        )
+    return token
 
 
 def _default_public_host() -> str:

@@ -276,11 +276,22 @@ async def get_token(
         return reply
 
 
-async def node_stats(session: aiohttp.ClientSession, api_urls: list[str]) -> dict[str, Any]:
+def operator_headers(token_file: str | None) -> dict[str, str]:
+    """The Authorization header for the nodes' /api/stats and /cluster/nodes, which answer
+    without one only to their trusted networks."""
+    if not token_file:
+        return {}
+    with open(token_file, encoding="ascii") as file:
+        return {"Authorization": f"Bearer {file.read().strip()}"}
+
+
+async def node_stats(
+    session: aiohttp.ClientSession, api_urls: list[str], headers: dict[str, str] | None = None
+) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for url in api_urls:
         with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError, ValueError):
-            async with session.get(f"{url}/api/stats") as resp:
+            async with session.get(f"{url}/api/stats", headers=headers) as resp:
                 if resp.status == 200:
                     data = await resp.json()
                     out[data.get("node_id", url)] = data
@@ -290,6 +301,7 @@ async def node_stats(session: aiohttp.ClientSession, api_urls: list[str]) -> dic
 async def run(args: argparse.Namespace) -> dict[str, Any]:
     timeout = aiohttp.ClientTimeout(total=30, sock_connect=5)
     connector = aiohttp.TCPConnector(limit=0, limit_per_host=0)
+    headers = operator_headers(args.token_file)
     async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
         url = args.url.rstrip("/")
         results = [ViewerResult(f"viewer-{i + 1}") for i in range(args.viewers)]
@@ -310,7 +322,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             hls_urls = list(await asyncio.gather(*(one(i) for i in range(args.viewers))))
             api_urls = args.api or [url]
             with contextlib.suppress(aiohttp.ClientError, asyncio.TimeoutError, ValueError):
-                async with http.get(f"{url}/cluster/nodes") as resp:
+                async with http.get(f"{url}/cluster/nodes", headers=headers) as resp:
                     if resp.status == 200:
                         for node in (await resp.json()).get("nodes", []):
                             if node.get("api_url"):
@@ -327,10 +339,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
             if args.ramp and i + 1 < len(viewers):
                 await asyncio.sleep(args.ramp / len(viewers))
         samples: list[dict[str, Any]] = []
-        await node_stats(http, api_urls)  # primes each node's CPU counter
+        await node_stats(http, api_urls, headers)  # primes each node's CPU counter
         while not all(t.done() for t in tasks):
             await asyncio.sleep(min(args.progress, max(0.05, deadline - time.monotonic() + 1)))
-            stats = await node_stats(http, api_urls)
+            stats = await node_stats(http, api_urls, headers)
             if stats:
                 samples.append(stats)
             if not args.quiet:
@@ -437,7 +449,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--url",
         required=True,
-        help="a student hls_url, or a master/slave API base URL (tokens are requested per viewer)",
+        help="a master/slave API base URL (tokens are requested per viewer), or a student "
+        "hls_url (one token for every viewer: a node admits --sessions-per-token of them)",
     )
     p.add_argument("--viewers", type=int, default=150)
     p.add_argument("--duration", type=float, default=60.0, help="seconds")
@@ -445,6 +458,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--class-code", default=None)
     p.add_argument(
         "--api", action="append", help="node API URL to sample CPU/memory from (repeatable)"
+    )
+    p.add_argument(
+        "--token-file",
+        help="file holding a metrics or teacher token, for the nodes' /api/stats and "
+        "/cluster/nodes when run from outside their trusted networks",
     )
     p.add_argument("--ramp", type=float, default=2.0, help="seconds over which viewers join")
     p.add_argument("--start-segments", type=int, default=2, help="segments buffered before playing")

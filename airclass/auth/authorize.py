@@ -8,27 +8,39 @@ Every protocol (HLS playlist, RTMP publish, the API) calls `authorize` or
 - `publish` needs a publish token held by a teacher;
 - `read` needs a read token: each token allows one action (the token API gives a teacher a
   separate read token for the preview), so a leaked viewer URL never carries publish rights
-  and a publish token is not accepted as a viewer.
+  and a publish token is not accepted as a viewer;
+- `monitor` (the dashboard, the node list, stats and metrics) needs a teacher's token, of
+  either action, for any node and stream: the numbers are the whole cluster's, and the token
+  a teacher signs in with is bound to the node that ingests their stream, not to the one
+  showing the numbers.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import Literal
 
 from airclass.auth.errors import AuthError, forbidden, unauthorized
 from airclass.auth.tokens import Action, Claims, TokenIssuer, normalize_path
 
-__all__ = ["AuthError", "authorize", "extract_token", "verify_and_authorize"]
+__all__ = ["AuthError", "Permission", "authorize", "extract_token", "verify_and_authorize"]
 
 log = logging.getLogger(__name__)
 
 #: The query parameter that carries a token in HLS and RTMP URLs.
 TOKEN_QUERY_PARAM = "jwt"
 
+Permission = Action | Literal["monitor"]
+"""What a request asks to do: a token's own action, or `monitor` (see the module docstring)."""
 
-def authorize(action: Action, path: str, claims: Claims, *, node_id: str) -> None:
+
+def authorize(action: Permission, path: str, claims: Claims, *, node_id: str) -> None:
     """Raise `AuthError` (403) unless `claims` allow `action` on `path` on node `node_id`."""
+    if action == "monitor":
+        if claims.user_type != "teacher":
+            raise forbidden("only teachers may see the cluster's numbers")
+        return
     if claims.node_id != node_id:
         raise forbidden("token is for another node")
     if claims.path != normalize_path(path):

@@ -7,12 +7,19 @@ is the number of sids seen within a window.
 
 A sid is base64url (no padding, never '/') of::
 
-    rid (8 random bytes) | expires_at (uint32, Unix s) | len(user) (1) | user (<= 32 bytes) | tag
+    rid (8 random bytes) | expires_at (uint32, Unix s) | token (8) | len(user) (1) |
+    user (<= 32 bytes) | tag
 
-where `tag` is a 12-byte keyed BLAKE2s over the node id, the stream path and the
-bytes before it, under a key derived from SECRET_KEY. Node and path are not carried, only
+where `token` names the JWT the sid was minted for (`token_key`: a hash of its `jti` and user,
+all zero for none) and `tag` is a 12-byte keyed BLAKE2s over the node id, the stream path and
+the bytes before it, under a key derived from SECRET_KEY. Node and path are not carried, only
 signed: a sid presented on another node or for another stream fails the tag. Without a user
-id a sid is 34 characters. Since every node shares SECRET_KEY, a node can mint the sid a
+id a sid is 44 characters.
+
+The token travels in the sid so that whichever node admits a sid, the origin or a backup,
+counts it against that token's sessions (`SessionTable`'s `per_token` cap): a viewer may fetch
+the entry playlist many times and only start using the sids later, so a count kept at the
+entry alone could be bypassed. Since every node shares SECRET_KEY, a node can mint the sid a
 viewer will use on a backup node (`node_id=` override) for seamless failover.
 
 Expiry: `check` only proves the sid genuine and returns its `expires_at`; `SessionTable.admit`
@@ -43,15 +50,21 @@ log = logging.getLogger(__name__)
 
 _RID_LEN: Final = 8
 _TAG_LEN: Final = 12
+TOKEN_KEY_LEN: Final = 8
+NO_TOKEN: Final = bytes(TOKEN_KEY_LEN)
+"""The token field of a sid minted for no token (tools, benchmarks): never capped."""
 MAX_USER_BYTES: Final = 32
-_FIXED_LEN: Final = _RID_LEN + 4 + 1
+_EXPIRY_END: Final = _RID_LEN + 4
+_TOKEN_END: Final = _EXPIRY_END + TOKEN_KEY_LEN
+_FIXED_LEN: Final = _TOKEN_END + 1
 _MIN_RAW: Final = _FIXED_LEN + _TAG_LEN
 _MAX_RAW: Final = _MIN_RAW + MAX_USER_BYTES
 _MIN_SID: Final = (_MIN_RAW * 4 + 2) // 3
 _MAX_SID: Final = (_MAX_RAW * 4 + 2) // 3
 _MAX_EXPIRY: Final = 0xFFFFFFFF
 _MAX_CACHED_PATHS: Final = 256
-_DOMAIN: Final = b"airclass-sid/1\x00"
+_DOMAIN: Final = b"airclass-sid/2\x00"
+_TOKEN_PERSON: Final = b"airc-tok"
 # The strict standard decoder is the fast one: swapping the two alphabets' last characters
 # makes it decode base64url and refuse '+' and '/'.
 _SWAP: Final = bytes.maketrans(b"-_+/", b"+/-_")
@@ -73,6 +86,22 @@ class SessionInfo(NamedTuple):
     expires_at: float
     """Unix seconds; past it, the sid is only accepted while its session stays active."""
     user_id: str | None
+    token: bytes
+    """`token_key` of the JWT the sid was minted for (`NO_TOKEN`: none)."""
+
+
+def token_key(jti: str, user_id: str) -> bytes:
+    """What identifies one JWT among a node's sessions: its `jti`, with its user so that a
+    sign-in service that reuses one jti for several users still keeps them apart."""
+    jti_bytes = jti.encode("utf-8", "surrogatepass")
+    user_bytes = user_id.encode("utf-8", "surrogatepass")
+    digest = hashlib.blake2s(
+        len(jti_bytes).to_bytes(4, "big") + jti_bytes + user_bytes,
+        digest_size=TOKEN_KEY_LEN,
+        person=_TOKEN_PERSON,
+    ).digest()
+    # All zeros means "no token"; a real token never maps there.
+    return digest if digest != NO_TOKEN else b"\x01" + digest[1:]
 
 
 # NamedTuple's generated __new__ is Python code; the tuple constructor is not.
@@ -99,8 +128,10 @@ class SessionSigner:
         user_id: str | None = None,
         *,
         node_id: str | None = None,
+        token: bytes = NO_TOKEN,
     ) -> str:
-        """A new sid for one viewer of `path` on `node_id` (default: this node)."""
+        """A new sid for one viewer of `path` on `node_id` (default: this node), holding
+        `token` (a `token_key`) so the session counts against that token's cap."""
         if node_id is None or node_id == self.node_id:
             inner = self._inner
         elif node_id:
@@ -109,9 +140,14 @@ class SessionSigner:
             raise ValueError("node_id must not be empty")
         if not math.isfinite(expires_at):
             raise ValueError("expires_at must be finite")
+        if len(token) != TOKEN_KEY_LEN:
+            raise ValueError(f"token must be {TOKEN_KEY_LEN} bytes")
         expiry = min(max(math.floor(expires_at), 0), _MAX_EXPIRY)
         user = _clip_user(user_id)
-        body = secrets.token_bytes(_RID_LEN) + struct.pack(">IB", expiry, len(user)) + user
+        body = b"".join(
+            (secrets.token_bytes(_RID_LEN), struct.pack(">I", expiry), token,
+             len(user).to_bytes(1, "big"), user)
+        )
         tag = self._mac.tag(inner, normalize_path(path), body)
         return base64.urlsafe_b64encode(body + tag).rstrip(b"=").decode("ascii")
 
@@ -150,9 +186,11 @@ class SessionSigner:
             user = raw[_FIXED_LEN:body_len].decode("utf-8") if user_len else None
         except UnicodeDecodeError:
             return None
-        expiry = float(int.from_bytes(raw[_RID_LEN:_FIXED_LEN - 1], "big"))
+        expiry = float(int.from_bytes(raw[_RID_LEN:_EXPIRY_END], "big"))
         return _new_info(
-            SessionInfo, (sid, raw[:_RID_LEN].hex(), self.node_id, path, expiry, user)
+            SessionInfo,
+            (sid, raw[:_RID_LEN].hex(), self.node_id, path, expiry, user,
+             raw[_EXPIRY_END:_TOKEN_END]),
         )
 
     def _cache_path(self, path: str) -> tuple[str, bytes]:
@@ -216,6 +254,7 @@ class _Session:
     opened_at: float
     last_seen: float
     nbytes: int
+    token: bytes
 
 
 class SessionTable:
@@ -227,7 +266,11 @@ class SessionTable:
     comparing with sid expiries).
 
     Limits: with `hard_limit` and a `capacity`, a new session beyond capacity is refused
-    (active sessions are never cut); `max_sessions` bounds memory whatever the settings.
+    (active sessions are never cut); with `per_token`, a new session of a token that already
+    has that many active sessions is refused, so one free token cannot fill the node's viewer
+    count (a student's second tab and a reload still fit); `max_sessions` bounds memory
+    whatever the settings. Only active sessions count: a player that was closed stops
+    counting one window after its last request.
     """
 
     def __init__(
@@ -236,30 +279,39 @@ class SessionTable:
         *,
         capacity: int | None = None,
         hard_limit: bool = False,
+        per_token: int | None = None,
         max_sessions: int = 100_000,
     ) -> None:
         if window <= 0:
             raise ValueError("window must be positive")
         if max_sessions < 1:
             raise ValueError("max_sessions must be at least 1")
+        if per_token is not None and per_token < 1:
+            raise ValueError("per_token must be at least 1")
         self.window = window
         self.capacity = capacity
         self.hard_limit = hard_limit
+        self.per_token = per_token
         self.max_sessions = max_sessions
         self._sessions: OrderedDict[str, _Session] = OrderedDict()
         self._by_path: dict[str, int] = {}
+        self._by_token: dict[bytes, int] = {}
         self._bytes_by_path: dict[str, int] = {}
         self.bytes_served = 0
         self.sessions_opened = 0
         self.sessions_closed = 0
         self.sessions_refused = 0
+        self.refused_per_token = 0
+        """New sessions refused because their token had `per_token` active ones."""
 
     def admit(self, info: SessionInfo, now: float, *, nbytes: int = 0) -> bool:
         """Touch a checked sid, unless it expired while not active (or a limit refuses it)."""
         if info.expires_at <= now and not self.is_active(info.sid, now):
             self.sessions_refused += 1
             return False
-        return self.touch(info.sid, info.path, now, nbytes=nbytes, user_id=info.user_id)
+        return self.touch(
+            info.sid, info.path, now, nbytes=nbytes, user_id=info.user_id, token=info.token
+        )
 
     def touch(
         self,
@@ -269,6 +321,7 @@ class SessionTable:
         *,
         nbytes: int = 0,
         user_id: str | None = None,
+        token: bytes = NO_TOKEN,
     ) -> bool:
         """Record a request of `sid`; False if it would be a new session over a limit."""
         self.prune(now)
@@ -280,7 +333,14 @@ class SessionTable:
             ):
                 self.sessions_refused += 1
                 return False
-            session = _Session(path, user_id, now, now, 0)
+            if token != NO_TOKEN:
+                held = self._by_token.get(token, 0)
+                if self.per_token is not None and held >= self.per_token:
+                    self.sessions_refused += 1
+                    self.refused_per_token += 1
+                    return False
+                self._by_token[token] = held + 1
+            session = _Session(path, user_id, now, now, 0, token)
             self._sessions[sid] = session
             self._by_path[path] = self._by_path.get(path, 0) + 1
             self.sessions_opened += 1
@@ -293,6 +353,15 @@ class SessionTable:
             self.bytes_served += nbytes
             self._bytes_by_path[session.path] = self._bytes_by_path.get(session.path, 0) + nbytes
         return True
+
+    def token_sessions(self, token: bytes, now: float) -> int:
+        """Active sessions minted for `token` (a `token_key`)."""
+        self.prune(now)
+        return self._by_token.get(token, 0) if token != NO_TOKEN else 0
+
+    def token_full(self, token: bytes, now: float) -> bool:
+        """Whether a new session of `token` would be refused by the `per_token` cap."""
+        return self.per_token is not None and self.token_sessions(token, now) >= self.per_token
 
     def touch_active(self, sid: str, path: str, now: float) -> bool:
         """Record a request of a sid that is already active for `path`; False otherwise.
@@ -349,6 +418,12 @@ class SessionTable:
                 self._by_path[session.path] = left
             else:
                 del self._by_path[session.path]
+            if session.token != NO_TOKEN:
+                held = self._by_token[session.token] - 1
+                if held:
+                    self._by_token[session.token] = held
+                else:
+                    del self._by_token[session.token]
             closed += 1
         if closed:
             self.sessions_closed += closed

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from collections.abc import Callable, Hashable, Mapping
 from typing import Final, cast
@@ -29,7 +30,7 @@ from aiohttp import web
 
 from airclass.auth.authorize import extract_token, verify_and_authorize
 from airclass.auth.errors import AuthError
-from airclass.auth.sessions import SessionSigner, SessionTable
+from airclass.auth.sessions import SessionSigner, SessionTable, token_key
 from airclass.auth.tokens import TokenIssuer
 from airclass.hls.packager import HlsPackager
 from airclass.hls.playlist import Variant, block_decision, render_multivariant_playlist
@@ -37,6 +38,7 @@ from airclass.hls.ring import Part, Segment
 from airclass.media.names import NAME
 from airclass.streams import LiveStream, StreamTable
 from airclass.web.http import CORS_HEADERS, HttpError, SharedFiles, send_shared
+from airclass.web.ratelimit import TokenBucket
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +86,8 @@ class HlsContext:
         self.max_block: float | None = None
         """Seconds a blocking playlist reload or a hinted part request may wait; None: three
         target durations (what RFC 8216bis tells clients to allow for)."""
+        self.entry_limiter = TokenBucket()
+        """Entry requests per token (see `entry_body`)."""
 
     def _still_served(self, key: Hashable, data: bytes) -> bool:
         """Whether `data` is still what a request for `key`, (path, sequence, part index or
@@ -129,7 +133,12 @@ async def entry_playlist(request: web.Request) -> web.Response:
 
 def entry_body(ctx: HlsContext, path: str, token: str | None) -> bytes:
     """The multivariant playlist for a viewer of `path` presenting `token`: this node's
-    variant and each backup node's, under new session ids (else an HttpError)."""
+    variant and each backup node's, under new session ids (else an HttpError).
+
+    Each reply mints sessions, so a token's entries are rate-limited (`ctx.entry_limiter`)
+    and refused while the token holds as many active sessions here as `SessionTable.per_token`
+    allows. Only an entry that would mint is charged: a player polling for a lecture that has
+    not started (404/503) is not, as that costs no more than a refused forged token."""
     now = ctx.clock()
     try:
         claims = verify_and_authorize(ctx.issuer, token, "read", path, ctx.node_id, now)
@@ -143,9 +152,17 @@ def entry_body(ctx: HlsContext, path: str, token: str | None) -> bytes:
         and sessions.count(now) >= sessions.capacity
     ):
         raise HttpError(503, "this node is full; ask the master for another", {"Retry-After": "5"})
+    key = token_key(claims.jti, claims.user_id)
+    wait = ctx.entry_limiter.take(key, now)
+    if wait > 0:
+        log.info("node %s: entries of %s's token to %s rate-limited", ctx.node_id,
+                 _printable(claims.user_id), path)
+        raise entry_rate_error(wait)
+    if sessions.token_full(key, now):
+        raise token_cap_error(sessions)
     # The session counts as a viewer from its first media request, not from here: a client
     # that only polls the entry URL is not watching.
-    sid = ctx.signer.mint(path, claims.exp, claims.user_id)
+    sid = ctx.signer.mint(path, claims.exp, claims.user_id, token=key)
     packager = stream.packager
     variant = Variant(
         uri=f"{sid}/media.m3u8",
@@ -155,11 +172,41 @@ def entry_body(ctx: HlsContext, path: str, token: str | None) -> bytes:
     )
     variants = [variant]
     for node_id, hls_base in ctx.backups:
+        # The backup's sid carries the token too, but counts only on the backup node, and
+        # only once a player (on failover, or ffmpeg and VLC at once) uses it there.
         backup_sid = ctx.signer.mint(
-            path, claims.exp + BACKUP_SESSION_GRACE, claims.user_id, node_id=node_id
+            path, claims.exp + BACKUP_SESSION_GRACE, claims.user_id, node_id=node_id, token=key
         )
         variants.append(variant._replace(uri=f"{hls_base}/{path}/{backup_sid}/media.m3u8"))
     return render_multivariant_playlist(variants).encode()
+
+
+def entry_rate_error(wait: float) -> HttpError:
+    """429 for a token whose entry requests came faster than its allowance."""
+    seconds = max(1, math.ceil(wait))
+    return HttpError(
+        429,
+        f"too many requests with this link; try again in {seconds} s",
+        {"Retry-After": str(seconds)},
+    )
+
+
+def token_cap_error(sessions: SessionTable) -> HttpError:
+    """429 for a token that already holds its share of sessions: the student has the lecture
+    open in that many players. A closed player stops counting one viewer window after its
+    last request, hence the Retry-After."""
+    seconds = max(1, math.ceil(sessions.window))
+    return HttpError(
+        429,
+        f"this link is already playing in the most players allowed ({sessions.per_token}); "
+        f"close one and try again in {seconds} s",
+        {"Retry-After": str(seconds)},
+    )
+
+
+def _printable(text: str) -> str:
+    """`text` with control characters escaped, for a log line."""
+    return text.encode("unicode_escape").decode("ascii") if not text.isprintable() else text
 
 
 def check_session(ctx: HlsContext, sid: str, path: str, now: float) -> None:
@@ -173,6 +220,8 @@ def check_session(ctx: HlsContext, sid: str, path: str, now: float) -> None:
         # admit() refuses a sid that expired while inactive, or a new one over a limit.
         if info.expires_at <= now:
             raise HttpError(403, "session expired; reload the player", {"Retry-After": "5"})
+        if ctx.sessions.token_full(info.token, now):
+            raise token_cap_error(ctx.sessions)
         raise HttpError(503, "this node is full; ask the master for another", {"Retry-After": "5"})
 
 

@@ -3,7 +3,9 @@
 `create_master_app(config)` serves `POST /api/token` (students to the least-loaded node,
 teachers to the node that ingests their stream), the signed control plane
 (`POST /cluster/register`, `/cluster/stats`, `/cluster/unregister`) and the operator's views
-(`GET /cluster/nodes`, `/cluster/best-node`, `/health`, `/api/stats`).
+(`GET /cluster/nodes`, `/cluster/best-node`, `/health`, `/api/stats`); the node list, the
+Prometheus targets, `/api/stats` and `/metrics` only to trusted networks or with a metrics or
+teacher token (`web.operator`).
 
 All routing state lives in one `MasterState` under an AppKey: the registry, the balancer
 and plain counters of what the master decided (metrics read them later). A background task
@@ -44,7 +46,7 @@ from airclass.cluster.wire import (
     WireError,
 )
 from airclass.config import Config
-from airclass.web import metrics
+from airclass.web import metrics, operator
 from airclass.web.http import (
     HttpError,
     json_response,
@@ -53,6 +55,7 @@ from airclass.web.http import (
     read_body,
     signed_reply,
 )
+from airclass.web.operator import operator_only
 from airclass.web.pages import add_page_routes
 from airclass.web.token_api import TOKEN_SERVICE, NodeTarget, TokenService, token_handler
 
@@ -408,15 +411,16 @@ def create_master_app(config: Config, *, clock: Callable[[], float] = time.time)
     app[TOKEN_SERVICE] = TokenService(config, state.issuer, MasterChooser(state), clock=clock)
 
     app.router.add_post("/api/token", token_handler)
-    app.router.add_get("/api/stats", api_stats)
+    operator.install(app, config, state.issuer, clock)
+    app.router.add_get("/api/stats", operator_only(api_stats))
     app.router.add_post("/cluster/register", register)
     app.router.add_post("/cluster/stats", heartbeat)
     app.router.add_post("/cluster/unregister", unregister)
-    app.router.add_get("/cluster/nodes", cluster_nodes)
+    app.router.add_get("/cluster/nodes", operator_only(cluster_nodes))
     app.router.add_get("/cluster/best-node", best_node)
     app.router.add_get("/health", health)
     app.router.add_route("OPTIONS", "/{tail:.*}", preflight)
-    app.router.add_get("/cluster/prometheus-targets", prometheus_targets)
+    app.router.add_get("/cluster/prometheus-targets", operator_only(prometheus_targets))
     add_master_pages(app, state)
     http_metrics = metrics.install(app, lambda: metrics.master_families(state))
     app.middlewares.append(http_metrics.middleware())

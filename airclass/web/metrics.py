@@ -27,6 +27,7 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from airclass.web.http import Handler, handle_errors
+from airclass.web.operator import operator_only
 
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "DELETE", "OPTIONS", "PATCH"})
 SEGMENT_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
@@ -199,6 +200,16 @@ def slave_families(
         "Viewer sessions refused (expired or over a limit).",
         sessions.sessions_refused,
     )
+    yield counter(
+        "airclass_sessions_refused_per_token",
+        "Viewer sessions refused because their token held --sessions-per-token already.",
+        sessions.refused_per_token,
+    )
+    yield counter(
+        "airclass_entries_rate_limited",
+        "Entry playlist requests refused by the per-token rate limit.",
+        node.hls.entry_limiter.refused,
+    )
     yield counter("airclass_served_bytes", "Media bytes served to viewers.", sessions.bytes_served)
     yield gauge("airclass_cpu_usage_ratio", "Machine CPU usage, 0 to 1.", stats["cpu"] / 100)
     yield gauge(
@@ -357,11 +368,12 @@ def master_families(state: Any) -> Iterator[Metric]:
 
 
 def install(app: web.Application, families: Callable[[], Iterable[Metric]]) -> HttpMetrics:
-    """Give `app` a registry with `families` and the process metrics, and `GET /metrics`.
+    """Give `app` a registry with `families` and the process metrics, and `GET /metrics`
+    (behind `operator_only`: the app must hold an `OPERATOR` gate).
     The caller makes the returned middleware the app's only one (it also turns errors into
     JSON, see `HttpMetrics.middleware`)."""
     registry = new_registry()
     registry.register(StatsCollector(families))
     app[METRICS_REGISTRY] = registry
-    app.router.add_get("/metrics", metrics_handler)
+    app.router.add_get("/metrics", operator_only(metrics_handler))
     return HttpMetrics(registry)

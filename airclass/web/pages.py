@@ -12,10 +12,9 @@ the student and teacher pages (its dashboard then shows that one node).
 
 The dashboard's data sits behind a teacher token, not just behind a password prompt in the
 page: the page signs in with `POST /api/token` (which rate-limits wrong passwords) and sends
-the token it gets. The same numbers for the node list are public at `GET /cluster/nodes` on
-the master because the user's API defines it so; `/api/dashboard` adds per-stream details
-(keyframe interval, viewers per stream) that are for staff, and does not pretend the public
-API is secret.
+the token it gets. The master's `GET /cluster/nodes` has the node list's numbers too, under
+the same rule from outside the trusted networks (`web.operator`); `/api/dashboard` adds
+per-stream details (keyframe interval, viewers per stream).
 """
 
 from __future__ import annotations

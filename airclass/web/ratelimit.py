@@ -169,3 +169,52 @@ class GuessLimiter:
     def succeeded(self, address: str) -> None:
         """The client knew the secret: forget its failures (not the global count)."""
         self._clients.pop(client_key(address), None)
+
+
+class TokenBucket:
+    """Request rate limiting per key (a viewer token's entry requests): a key may make `burst`
+    requests at once, then one more every `interval` seconds.
+
+    Pure: time is an argument, and may stand still or (clock adjustments) step back, which
+    refills nothing. Bounded memory: at most `max_keys` keys are remembered, the least
+    recently seen dropped first (its allowance starts full again, as for a new key).
+    """
+
+    def __init__(self, burst: int = 10, interval: float = 2.0, max_keys: int = 100_000) -> None:
+        if burst < 1:
+            raise ValueError("burst must be at least 1")
+        if not interval > 0:
+            raise ValueError("interval must be positive")
+        if max_keys < 1:
+            raise ValueError("max_keys must be at least 1")
+        self.burst = burst
+        self.interval = interval
+        self.max_keys = max_keys
+        self.refused = 0
+        """Requests refused since start (a statistic)."""
+        self._buckets: OrderedDict[bytes, tuple[float, float]] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._buckets)
+
+    def take(self, key: bytes, now: float) -> float:
+        """Spend one request of `key`: 0.0 if allowed, else the seconds until it would be
+        (nothing is spent then)."""
+        entry = self._buckets.get(key)
+        if entry is None:
+            level, stamp = float(self.burst), now
+        else:
+            left, since = entry
+            stamp = max(since, now)
+            level = min(float(self.burst), left + (stamp - since) / self.interval)
+        if level >= 1.0:
+            self._buckets[key] = (level - 1.0, stamp)
+            wait = 0.0
+        else:
+            self._buckets[key] = (level, stamp)
+            wait = (1.0 - level) * self.interval
+            self.refused += 1
+        self._buckets.move_to_end(key)
+        while len(self._buckets) > self.max_keys:
+            self._buckets.popitem(last=False)
+        return wait

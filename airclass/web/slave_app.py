@@ -35,12 +35,13 @@ from airclass.media.hub import StreamHub
 from airclass.media.names import NAME_RE
 from airclass.rtmp.server import PublishDenied, RtmpLimits, RtmpServer
 from airclass.streams import StreamTable
-from airclass.web import hls_views, metrics
+from airclass.web import hls_views, metrics, operator
 from airclass.web.fastpath import FastPath
 from airclass.web.hls_views import HLS_CONTEXT, HlsContext
 from airclass.web.http import HttpError, json_response, preflight
+from airclass.web.operator import operator_allowed, operator_only
 from airclass.web.pages import add_page_routes, slave_dashboard_source
-from airclass.web.ratelimit import GuessLimiter, guess_policy
+from airclass.web.ratelimit import GuessLimiter, TokenBucket, guess_policy
 from airclass.web.relay_views import RelayOrigin
 from airclass.web.token_api import (
     TOKEN_FORWARDER,
@@ -218,7 +219,14 @@ def evict_refused(hub: StreamHub, view: ClusterView) -> None:
 
 
 async def health(request: web.Request) -> web.Response:
+    """The node's numbers to operators; to anyone else (a probe from outside the trusted
+    networks) only that it is up, since the numbers name the streams and the master."""
     node = request.app[SLAVE]
+    if not operator_allowed(request):
+        return json_response(
+            {"status": "ok", "role": "slave", "node_id": node.config.node_id,
+             "version": __version__}
+        )
     stats = node.stats()
     stats["status"] = "ok"
     link = request.app.get(MASTER_LINK)
@@ -255,10 +263,12 @@ def create_app(config: Config) -> web.Application:
         window=config.viewer_window,
         capacity=config.max_connections,
         hard_limit=config.hard_limit,
+        per_token=config.sessions_per_token,
     )
     hls = HlsContext(
         config.node_id, streams, issuer, SessionSigner(config.secret_key, config.node_id), sessions
     )
+    hls.entry_limiter = TokenBucket(config.entry_burst, config.entry_refill)
     tokens = TokenService(config, issuer, SelfChooser(config))
     def live_elsewhere(path: str) -> StreamOrigin | None:
         link = app.get(MASTER_LINK)
@@ -282,7 +292,8 @@ def create_app(config: Config) -> web.Application:
 
     hls_views.add_routes(app)
     app.router.add_get("/health", health)
-    app.router.add_get("/api/stats", api_stats)
+    operator.install(app, config, issuer, lambda: hls.clock())
+    app.router.add_get("/api/stats", operator_only(api_stats))
     if config.master_url:
         # Sign-ins happen on the master, which holds the teacher password and class code.
         forwarder = TokenForwarder(config.master_url, config.cluster_key)

@@ -94,3 +94,15 @@ def test_extract_token() -> None:
     assert extract_token({"jwt": ""}, None) is None
     assert extract_token({"jwt": "  "}, None) is None
     assert extract_token({"token": "x"}, "") is None
+
+
+def test_monitor_needs_a_teacher_token_of_any_action_node_and_stream() -> None:
+    for action in ("publish", "read"):
+        teacher = claims(user_type="teacher", action=action, node_id="slave-7", path="x/y")
+        authorize("monitor", "", teacher, node_id="master")
+    student = claims()
+    with pytest.raises(AuthError) as info:
+        authorize("monitor", "", student, node_id="slave-1")
+    assert (info.value.status, info.value.reason) == (
+        403, "only teachers may see the cluster's numbers"
+    )

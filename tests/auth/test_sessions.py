@@ -7,7 +7,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airclass.auth.sessions import SessionInfo, SessionSigner, SessionTable
+from airclass.auth.sessions import (
+    NO_TOKEN,
+    SessionInfo,
+    SessionSigner,
+    SessionTable,
+    token_key,
+)
 
 SECRET = "session-test-secret-0123456789abcdef"
 PATH = "live/stream"
@@ -27,7 +33,9 @@ def raw_of(sid: str) -> bytes:
 def test_round_trip(signer: SessionSigner) -> None:
     sid = signer.mint(PATH, EXP + 0.9)
     info = signer.check(sid, PATH)
-    assert info == SessionInfo(sid, raw_of(sid)[:8].hex(), "slave-1", PATH, EXP, None)
+    assert info == SessionInfo(
+        sid, raw_of(sid)[:8].hex(), "slave-1", PATH, EXP, None, NO_TOKEN
+    )
     assert signer.check(sid, "/live/stream/") == info
 
 
@@ -35,13 +43,13 @@ def test_sid_is_short_url_path_safe_and_unique(signer: SessionSigner) -> None:
     sids = {signer.mint(PATH, EXP) for _ in range(1000)}
     assert len(sids) == 1000
     for sid in sids:
-        assert len(sid) == 34
+        assert len(sid) == 44  # 33 bytes
         assert set(sid) <= URLSAFE
 
 
 def test_user_id_travels_in_the_sid(signer: SessionSigner) -> None:
     sid = signer.mint(PATH, EXP, "student-42")
-    assert len(sid) == 47  # 35 bytes
+    assert len(sid) == 58  # 43 bytes
     info = signer.check(sid, PATH)
     assert info is not None and info.user_id == "student-42"
 
@@ -105,7 +113,7 @@ def test_every_truncation_and_extension_refused(signer: SessionSigner) -> None:
 
 
 def test_non_canonical_spellings_refused(signer: SessionSigner) -> None:
-    sid = signer.mint(PATH, EXP)
+    sid = signer.mint(PATH, EXP, "b")
     assert len(sid) % 4 == 2  # the last character carries 4 unused bits
     assert signer.check(sid, PATH) is not None
     last = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_".index(sid[-1])
@@ -138,6 +146,32 @@ def test_any_text_is_refused_without_raising(sid: str) -> None:
 def test_any_well_formed_base64_is_refused(raw: bytes) -> None:
     sid = base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
     assert SessionSigner(SECRET, "slave-1").check(sid, PATH) is None
+
+
+def test_the_token_travels_in_the_sid_and_is_signed(signer: SessionSigner) -> None:
+    key = token_key("jti-1", "alice")
+    assert key == bytes.fromhex("2406e9f0db44a87b")
+    sid = signer.mint(PATH, EXP, "alice", token=key)
+    assert raw_of(sid)[12:20] == key
+    info = signer.check(sid, PATH)
+    assert info is not None and info.token == key and info.user_id == "alice"
+    backup = SessionSigner(SECRET, "slave-2").check(
+        signer.mint(PATH, EXP, "alice", node_id="slave-2", token=key), PATH
+    )
+    assert backup is not None and backup.token == key
+    raw = bytearray(raw_of(sid))
+    raw[12:20] = token_key("jti-2", "alice")
+    forged = base64.urlsafe_b64encode(bytes(raw)).rstrip(b"=").decode()
+    assert signer.check(forged, PATH) is None
+    with pytest.raises(ValueError):
+        signer.mint(PATH, EXP, token=b"short")
+
+
+def test_token_key_separates_tokens_and_users() -> None:
+    keys = {token_key("a", "u"), token_key("b", "u"), token_key("a", "v"), token_key("au", "")}
+    assert len(keys) == 4
+    assert all(len(k) == 8 and k != NO_TOKEN for k in keys)
+    assert token_key("a", "u") == token_key("a", "u")
 
 
 def test_expiry_is_clamped_to_32_bits(signer: SessionSigner) -> None:
@@ -276,3 +310,63 @@ def test_touch_active_is_only_for_active_sessions_of_the_same_path() -> None:
     assert table.touch_active("a", PATH, 14.9)  # 5.0 + window > 14.9: still active
     assert not table.touch_active("a", PATH, 25.0)  # silent for a whole window
     assert table.count(25.0) == 0
+
+
+TOKEN_A = token_key("jti-a", "alice")
+TOKEN_B = token_key("jti-b", "bob")
+
+
+def test_per_token_cap_counts_only_active_sessions_of_that_token() -> None:
+    table = SessionTable(window=30.0, per_token=3)
+    assert [table.touch(f"a{i}", PATH, 0.0, token=TOKEN_A) for i in range(5)] == [
+        True, True, True, False, False
+    ]
+    assert (table.sessions_refused, table.refused_per_token) == (2, 2)
+    assert table.token_sessions(TOKEN_A, 0.0) == 3 and table.token_full(TOKEN_A, 0.0)
+    # Another token, and sids minted without a token, are not held back.
+    assert table.touch("b0", PATH, 0.0, token=TOKEN_B)
+    assert all(table.touch(f"n{i}", PATH, 0.0) for i in range(10))
+    assert table.token_sessions(TOKEN_B, 0.0) == 1 and not table.token_full(TOKEN_B, 0.0)
+    assert table.token_sessions(NO_TOKEN, 0.0) == 0 and not table.token_full(NO_TOKEN, 0.0)
+    assert table.count(0.0) == 3 + 1 + 10
+    # The active sessions go on; a1 and a2 go quiet, a0 keeps playing.
+    assert table.touch("a0", PATH, 20.0, token=TOKEN_A)
+    assert not table.touch("a3", PATH, 29.9, token=TOKEN_A)
+    assert table.token_sessions(TOKEN_A, 30.0) == 1
+    assert table.touch("a3", PATH, 30.0, token=TOKEN_A)
+    assert table.touch("a4", PATH, 30.0, token=TOKEN_A)
+    assert not table.touch("a5", PATH, 30.0, token=TOKEN_A)
+    assert table.token_sessions(TOKEN_A, 30.0) == 3
+    assert table.token_sessions(TOKEN_A, 80.0) == 0
+    assert table.refused_per_token == 4
+
+
+def test_admit_counts_the_token_carried_by_the_sid(signer: SessionSigner) -> None:
+    table = SessionTable(window=30.0, per_token=2)
+    infos = [signer.check(signer.mint(PATH, EXP, "alice", token=TOKEN_A), PATH)
+             for _ in range(3)]
+    assert [table.admit(info, 1000.0) for info in infos if info] == [True, True, False]
+    assert table.token_sessions(TOKEN_A, 1000.0) == 2
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 7), st.integers(0, 2),
+                          st.floats(0, 20, allow_nan=False)), max_size=60))
+def test_per_token_counts_match_a_naive_model(ops: list[tuple[int, int, float]]) -> None:
+    tokens = [TOKEN_A, TOKEN_B, NO_TOKEN]
+    table = SessionTable(window=10.0, per_token=2)
+    seen: dict[str, tuple[bytes, float]] = {}
+    now = 0.0
+    for sid_no, token_no, step in ops:
+        now += step
+        sid = f"s{sid_no}"
+        active = {s: t for s, (t, at) in seen.items() if now - at < 10.0}
+        token = active.get(sid, tokens[token_no])
+        held = sum(1 for t in active.values() if t == token)
+        allowed = sid in active or token == NO_TOKEN or held < 2
+        assert table.touch(sid, PATH, now, token=token) == allowed
+        if allowed:
+            seen[sid] = (token, now)
+        for key in (TOKEN_A, TOKEN_B):
+            expected = sum(1 for s, (t, at) in seen.items() if t == key and now - at < 10.0)
+            assert table.token_sessions(key, now) == expected

@@ -203,7 +203,9 @@ def test_student_waits_then_plays_reports_latency_and_renews(
 def test_teacher_page_stream_key_publishes_and_keyframe_warning(
     cluster: Cluster, browser: Any, tmp_path: Path
 ) -> None:
-    slave = cluster.slave()
+    # The browser is not in the node's trusted networks (TEST-NET-1 is): the page gets the
+    # stream's numbers from /api/stats with the teacher's token, as from a classroom PC.
+    slave = cluster.slave("--trusted-networks=192.0.2.0/24")
     page = new_page(browser)
     page.goto(f"{slave.api}/teacher")
     page.fill("#password", "wrong password")

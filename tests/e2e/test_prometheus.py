@@ -1,9 +1,13 @@
 """Debian's real Prometheus, with the shipped scrape config pointed at a running master and
-slave on loopback, finds the live viewer count of a real ffmpeg reader."""
+slave on loopback, finds the live viewer count of a real ffmpeg reader.
+
+The nodes trust no network Prometheus is in, so it gets in only with the metrics token the
+shipped config sends from its `credentials_file`; a job without it is refused."""
 
 from __future__ import annotations
 
 import json
+import secrets
 import subprocess
 import urllib.parse
 from pathlib import Path
@@ -39,8 +43,20 @@ def query(prom: str, expr: str) -> list[dict[str, Any]]:
 
 def test_prometheus_scrapes_master_and_discovered_slaves(cluster: Cluster, tmp_path: Path) -> None:
     binary = need("prometheus")
-    master = cluster.master("--heartbeat-interval", "1", "--heartbeat-timeout", "5")
-    slave = cluster.slave("--heartbeat-interval", "1", master=master, node_id="slave-1")
+    token_file = tmp_path / "metrics_token"
+    token_file.write_text(secrets.token_urlsafe(32) + "\n")
+    # TEST-NET-1: no address Prometheus (or this test) scrapes from on loopback.
+    access = ["--trusted-networks=192.0.2.0/24", f"--metrics-token-file={token_file}"]
+    master = cluster.master("--heartbeat-interval", "1", "--heartbeat-timeout", "5", *access)
+    slave = cluster.slave(
+        "--heartbeat-interval", "1", *access, master=master, node_id="slave-1"
+    )
+    for url in (f"{master.api}/metrics", f"{master.api}/cluster/prometheus-targets",
+                f"{slave.api}/metrics"):
+        status, _body, headers = http_get(url)
+        assert status == 401 and headers["WWW-Authenticate"].startswith("Bearer"), url
+        bearer = {"Authorization": f"Bearer {token_file.read_text().strip()}"}
+        assert http_get(url, headers=bearer)[0] == 200, url
     publisher = publish(f"{slave.rtmp}/live/stream?key={cluster.stream_key}", 60)
     reader = None
     prom_proc = None
@@ -58,7 +74,16 @@ def test_prometheus_scrapes_master_and_discovered_slaves(cluster: Cluster, tmp_p
 
         shipped = yaml.safe_load((ROOT / "deploy/prometheus/prometheus.yml").read_text())
         master_address = master.api.removeprefix("http://")
-        text = yaml.safe_dump(shipped).replace("master:8000", master_address)
+        # A job as the shipped config was before the token: refused (up == 0).
+        shipped["scrape_configs"].append(
+            {"job_name": "without-token", "static_configs": [{"targets": ["master:8000"]}]}
+        )
+        text = (
+            yaml.safe_dump(shipped)
+            .replace("master:8000", master_address)
+            .replace("/run/secrets/metrics_token", str(token_file))
+        )
+        assert str(token_file) in text
         config = tmp_path / "prometheus.yml"
         config.write_text(text)
         port = free_port()
@@ -93,7 +118,7 @@ def test_prometheus_scrapes_master_and_discovered_slaves(cluster: Cluster, tmp_p
         assert node[0]["metric"]["node_id"] == "slave-1"
         assert node[0]["metric"]["job"] == "airclass-master"
         up = {r["metric"]["job"]: r["value"][1] for r in query(prom, "up")}
-        assert up == {"airclass-master": "1", "airclass-slave": "1"}
+        assert up == {"airclass-master": "1", "airclass-slave": "1", "without-token": "0"}
     finally:
         for proc in (prom_proc, reader, publisher):
             if proc is not None:

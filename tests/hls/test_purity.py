@@ -16,6 +16,8 @@ PURE = [
     "hls/segmenter.py",
     "hls/ring.py",
     "hls/playlist.py",
+    "auth/operator.py",
+    "web/ratelimit.py",
 ]
 FORBIDDEN = {"asyncio", "socket", "av", "time", "aiohttp"}
 

@@ -19,6 +19,7 @@ SECRETS = {
     "SECRET_KEY_FILE": "/run/keys/secret_key",
     "CLUSTER_KEY_FILE": "/run/keys/cluster_key",
     "TEACHER_PASSWORD_FILE": "/run/keys/teacher_password",
+    "METRICS_TOKEN_FILE": "/run/keys/metrics_token",
 }
 
 
@@ -151,8 +152,10 @@ def test_compose_secrets_are_files_and_slaves_hold_no_teacher_password(
         assert env["SECRET_KEY_FILE"] == "/run/secrets/secret_key"
     mounted = {name: {s["source"] for s in services[name]["secrets"]} for name in services
                if name in ("slave", "master")}
-    assert mounted["slave"] == {"secret_key", "cluster_key"}
-    assert mounted["master"] == {"secret_key", "cluster_key", "teacher_password"}
+    assert mounted["slave"] - {"metrics_token"} == {"secret_key", "cluster_key"}
+    assert mounted["master"] - {"metrics_token"} == {
+        "secret_key", "cluster_key", "teacher_password"
+    }
     assert "TEACHER_PASSWORD_FILE" not in services["slave"]["environment"]
 
 

@@ -249,6 +249,49 @@ def test_the_entry_playlist_is_answered_on_the_fast_path_as_aiohttp_does() -> No
     run(main)
 
 
+def test_entry_refusals_per_token_are_the_same_bytes_on_both_paths() -> None:
+    """A token past its entry allowance, and a token that already holds its sessions, get
+    the same 429 from the fast path as from aiohttp, for entries and for new sessions."""
+
+    async def main() -> None:
+        async with servers(entry_burst=4, entry_refill=600.0, sessions_per_token=1) as s:
+            entry = f"/{PATH}/index.m3u8"
+            hasty = mint_token(s, "hasty")
+            for _ in range(2):
+                for port in (s.fast_port, s.plain_port):
+                    reply = await exchange(port, get(f"{entry}?jwt={hasty}"))
+                    assert reply[0] == b"HTTP/1.1 200 OK"
+            fast = await exchange(s.fast_port, get(f"{entry}?jwt={hasty}"))
+            plain = await exchange(s.plain_port, get(f"{entry}?jwt={hasty}"))
+            assert fast == plain
+            assert fast[0] == b"HTTP/1.1 429 Too Many Requests"
+            assert fast[1]["retry-after"] == "600"
+            assert fast[2] == b'{"error":"too many requests with this link; try again in 600 s"}'
+
+            token = mint_token(s, "carol")
+            sids = []
+            for _ in range(2):  # two entries before either sid is used
+                body = (await exchange(s.plain_port, get(f"{entry}?jwt={token}")))[2]
+                sids += [m.group(1) for line in body.decode().splitlines()
+                         if (m := SID_LINE.match(line))]
+            playing = get(f"/{PATH}/{sids[0]}/media.m3u8")
+            assert (await exchange(s.fast_port, playing))[0].endswith(b"200 OK")
+            cap = (
+                b'{"error":"this link is already playing in the most players allowed (1); '
+                b'close one and try again in 30 s"}'
+            )
+            for raw in (get(f"{entry}?jwt={token}"), get(f"/{PATH}/{sids[1]}/media.m3u8")):
+                fast = await exchange(s.fast_port, raw)
+                plain = await exchange(s.plain_port, raw)
+                assert fast == plain, raw
+                assert fast[0] == b"HTTP/1.1 429 Too Many Requests" and fast[2] == cap
+                assert fast[1]["retry-after"] == "30"
+            assert s.fast.handed_off == 0
+            assert s.app[HLS_CONTEXT].sessions.count(time.time()) == 1
+
+    run(main)
+
+
 def test_each_request_is_counted_once_in_the_same_metrics() -> None:
     async def main() -> None:
         async with servers() as s:

@@ -235,11 +235,13 @@
       }
     }
 
-    // A backup node's id, from the master's public node list (the playlist has only its URL).
+    // A backup node's id, from the master's node list (the playlist has only its URL). The
+    // list is for staff: a student's player, without a teacher's token, shows the host.
     nameOf(host) {
       if (!this.hostNames) {
         this.hostNames = new Map();
-        fetch("/cluster/nodes", { cache: "no-store" }).then((res) => res.ok ? res.json() : { nodes: [] })
+        const headers = this.opts.authorization ? { Authorization: this.opts.authorization() } : {};
+        fetch("/cluster/nodes", { cache: "no-store", headers }).then((res) => res.ok ? res.json() : { nodes: [] })
           .then((data) => {
             for (const n of data.nodes || []) {
               try { this.hostNames.set(new URL(n.hls_url).host, n.node_id); } catch (err) { /* skip */ }

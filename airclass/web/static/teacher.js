@@ -41,6 +41,8 @@
     $("node").textContent = page.reply.node_id;
     page.player = new window.AirPlayer($("video"), {
       getTicket: async () => (page.reply = await ticket()),
+      // The node list names backup nodes; it is for staff, so it needs the teacher's token.
+      authorization: () => "Bearer " + page.reply.token,
       muted: true,
       onState: (state) => $("overlay").classList.toggle("hidden", state === "playing"),
       onInfo: (info) => {
@@ -61,16 +63,17 @@
 
   async function poll() {
     try { page.info = await getJson("/api/info"); } catch (err) { /* keep the last */ }
-    // The ingest node's own numbers: its HLS origin serves /api/stats too.
+    // The ingest node's own numbers: its HLS origin serves /api/stats too, to a teacher's token.
+    const auth = { Authorization: "Bearer " + page.reply.token };
     try {
-      const stats = await getJson(new URL("/api/stats", page.reply.hls_url).href);
+      const stats = await getJson(new URL("/api/stats", page.reply.hls_url).href, auth);
       page.stats = (stats.streams || {})[stream] || null;
     } catch (err) {
       page.stats = null;
     }
     if (page.info && page.info.role === "master") {
       try {
-        const data = await getJson("/api/dashboard", { Authorization: "Bearer " + page.reply.token });
+        const data = await getJson("/api/dashboard", auth);
         page.viewers = data.total_connections;
       } catch (err) {
         page.viewers = null;
