@@ -50,6 +50,7 @@ import json
 import logging
 import math
 import re
+import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -63,6 +64,7 @@ from airclass.cluster.link import ClusterView, Peer, StreamOrigin
 from airclass.cluster.signing import ReplayCache, SignatureError, sign, verify
 from airclass.hls.packager import HlsPackager
 from airclass.hls.ring import Part, RingError, Segment
+from airclass.tls import client_context
 from airclass.web.http import HttpError, json_response
 from airclass.web.streams import LiveStream, StreamTable
 
@@ -725,6 +727,7 @@ class RelayManager:
         wait: float = DEFAULT_WAIT,
         clock: Callable[[], float] = time.time,
         on_backups: Callable[[list[tuple[str, str]]], None] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if not 0 < wait <= MAX_WAIT:
             raise ValueError(f"wait must be in (0, {MAX_WAIT}]")
@@ -739,6 +742,8 @@ class RelayManager:
         self.segments_relayed = 0
         self._followers: dict[str, _Follower] = {}
         self._session: aiohttp.ClientSession | None = None
+        self._ssl = ssl_context if ssl_context is not None else client_context()
+        """Trust for https origins: the system's roots plus the node's --tls-ca."""
         self._closed = False
 
     @property
@@ -753,7 +758,7 @@ class RelayManager:
     def client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=60),
+                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=60, ssl=self._ssl),
                 auto_decompress=False,
             )
         return self._session

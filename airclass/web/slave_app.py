@@ -31,6 +31,7 @@ from airclass.cluster.relay import RelayManager, RelayOrigin
 from airclass.config import Config
 from airclass.hls.packager import PackagerConfig
 from airclass.rtmp.server import PublishDenied, RtmpLimits, RtmpServer
+from airclass.tls import client_context, server_context
 from airclass.web import hls_views, metrics
 from airclass.web.fastpath import FastPath
 from airclass.web.hls_views import HLS_CONTEXT, HlsContext
@@ -225,7 +226,13 @@ def create_app(config: Config) -> web.Application:
     def set_backups(backups: list[tuple[str, str]]) -> None:
         hls.backups = backups
 
-    relay = RelayManager(config.node_id, streams, config.cluster_key, on_backups=set_backups)
+    relay = RelayManager(
+        config.node_id,
+        streams,
+        config.cluster_key,
+        on_backups=set_backups,
+        ssl_context=client_context(config.tls_ca),
+    )
     app[RELAY] = relay
 
     def relay_lag() -> dict[str, float]:
@@ -249,8 +256,15 @@ async def _close_files(app: web.Application) -> None:
 
 async def _rtmp_ctx(app: web.Application) -> AsyncIterator[None]:
     node = app[SLAVE]
-    await node.rtmp.start(node.config.bind, node.config.rtmp_port)
-    log.info("node %s: RTMP ingest on %s:%d", node.config.node_id, node.config.bind, node.rtmp.port)
+    config = node.config
+    await node.rtmp.start(config.bind, config.rtmp_port)
+    log.info("node %s: RTMP ingest on %s:%d", config.node_id, config.bind, node.rtmp.port)
+    if config.rtmps_port:
+        await node.rtmp.start_tls(
+            config.bind, config.rtmps_port, server_context(config.tls_cert, config.tls_key)
+        )
+        log.info("node %s: RTMPS ingest on %s:%d", config.node_id, config.bind,
+                 node.rtmp.tls_port)
     yield
     await node.rtmp.close()
 
