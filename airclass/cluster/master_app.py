@@ -29,6 +29,7 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from airclass import __version__
+from airclass.auth.epoch import TeacherEpochs
 from airclass.auth.tokens import TokenIssuer
 from airclass.cluster.balancer import Balancer
 from airclass.cluster.registry import (
@@ -40,6 +41,7 @@ from airclass.cluster.registry import (
     RegistryFull,
 )
 from airclass.cluster.signing import ReplayCache, SignatureError, verify
+from airclass.cluster.teacher_epoch import TEACHER_EPOCH_PATH
 from airclass.config import Config
 from airclass.web import metrics
 from airclass.web.http import (
@@ -295,6 +297,15 @@ async def unregister(request: web.Request) -> web.Response:
     return json_response({"ok": True, "node_id": node_id, "removed": removed})
 
 
+async def teacher_epoch(request: web.Request) -> web.Response:
+    """The current teacher password epoch, for slaves that check teacher tokens without
+    knowing the password (auth/epoch.py); null when this master has no teacher password."""
+    state = request.app[MASTER]
+    _node_id(await _signed_json(request))
+    epochs = state.issuer.epochs
+    return json_response({"teacher_epoch": epochs.current() if epochs is not None else None})
+
+
 # Views
 
 
@@ -375,7 +386,10 @@ def create_master_app(config: Config, *, clock: Callable[[], float] = time.time)
         config=config,
         registry=registry,
         balancer=Balancer(registry, sticky=config.sticky),
-        issuer=TokenIssuer(config.secret_key),
+        issuer=TokenIssuer(
+            config.secret_key,
+            TeacherEpochs.from_password(config.secret_key, config.teacher_password),
+        ),
         replay=ReplayCache(),
         clock=clock,
         started_at=clock(),
@@ -388,6 +402,7 @@ def create_master_app(config: Config, *, clock: Callable[[], float] = time.time)
     app.router.add_post("/cluster/register", register)
     app.router.add_post("/cluster/stats", heartbeat)
     app.router.add_post("/cluster/unregister", unregister)
+    app.router.add_post(TEACHER_EPOCH_PATH, teacher_epoch)
     app.router.add_get("/cluster/nodes", cluster_nodes)
     app.router.add_get("/cluster/best-node", best_node)
     app.router.add_get("/health", health)

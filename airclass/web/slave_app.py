@@ -23,11 +23,13 @@ from aiohttp import web
 
 from airclass import __version__
 from airclass.auth.authorize import verify_and_authorize
+from airclass.auth.epoch import TeacherEpochs
 from airclass.auth.errors import AuthError
 from airclass.auth.sessions import SessionSigner, SessionTable
 from airclass.auth.tokens import TokenIssuer
 from airclass.cluster.link import MasterLink
 from airclass.cluster.relay import RelayManager, RelayOrigin
+from airclass.cluster.teacher_epoch import EpochFollower
 from airclass.config import Config
 from airclass.hls.packager import PackagerConfig
 from airclass.rtmp.server import PublishDenied, RtmpLimits, RtmpServer
@@ -107,6 +109,7 @@ SLAVE: web.AppKey[SlaveNode] = web.AppKey("slave", SlaveNode)
 MASTER_LINK: web.AppKey[MasterLink] = web.AppKey("master_link", MasterLink)
 RELAY: web.AppKey[RelayManager] = web.AppKey("relay", RelayManager)
 FAST_PATH: web.AppKey[FastPath] = web.AppKey("fast_path", FastPath)
+EPOCH_FOLLOWER: web.AppKey[EpochFollower] = web.AppKey("epoch_follower", EpochFollower)
 
 
 class SelfChooser:
@@ -190,7 +193,13 @@ def packager_config(config: Config) -> PackagerConfig:
 
 def create_app(config: Config) -> web.Application:
     app = web.Application(client_max_size=64 * 1024)
-    issuer = TokenIssuer(config.secret_key)
+    # A cluster slave learns the teacher password epoch from its master (auth/epoch.py).
+    epochs = (
+        TeacherEpochs()
+        if config.master_url
+        else TeacherEpochs.from_password(config.secret_key, config.teacher_password)
+    )
+    issuer = TokenIssuer(config.secret_key, epochs)
     streams = StreamTable(packager_config(config))
     sessions = SessionTable(
         window=config.viewer_window,
@@ -217,6 +226,9 @@ def create_app(config: Config) -> web.Application:
     app.router.add_post("/api/token", token_handler)
     add_page_routes(app, role="slave", dashboard=slave_dashboard_source(node.stats))
     app.router.add_route("OPTIONS", "/{tail:.*}", preflight)
+    if config.master_url:
+        app[EPOCH_FOLLOWER] = EpochFollower(config, epochs)
+        app.cleanup_ctx.append(_epoch_ctx)  # before RTMP: publishers are checked with it
     app.cleanup_ctx.append(_rtmp_ctx)
     app.cleanup_ctx.append(_sweeper_ctx)
     app.on_cleanup.append(_close_files)
@@ -267,6 +279,13 @@ async def _rtmp_ctx(app: web.Application) -> AsyncIterator[None]:
                  node.rtmp.tls_port)
     yield
     await node.rtmp.close()
+
+
+async def _epoch_ctx(app: web.Application) -> AsyncIterator[None]:
+    follower = app[EPOCH_FOLLOWER]
+    await follower.start()
+    yield
+    await follower.close()
 
 
 async def _relay_ctx(app: web.Application) -> AsyncIterator[None]:

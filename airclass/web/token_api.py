@@ -27,6 +27,10 @@ log = logging.getLogger(__name__)
 
 STUDENT_TTL = 3600.0
 TEACHER_TTL = 12 * 3600.0
+"""Seconds the teacher's read token (preview, dashboard) lives. The publish token lives
+`Config.publish_token_ttl`: it travels in the RTMP URL, into OBS settings and screenshots, so
+it is kept short and the teacher page renews it; a publish in progress is not cut when it
+expires (the RTMP server checks the token once, at `publish`)."""
 MAX_USER_ID = 64
 DEFAULT_STREAM = "live/stream"
 _NAME = r"[A-Za-z0-9_-]{1,64}"
@@ -146,6 +150,7 @@ class TokenService:
 
     def _teacher_reply(self, user_id: str, stream: str, now: float) -> dict[str, Any]:
         ingest = self.chooser.ingest_node(stream)
+        publish_ttl = self.config.publish_token_ttl
         publish = self.issuer.mint(
             user_type="teacher",
             user_id=user_id,
@@ -153,7 +158,7 @@ class TokenService:
             path=stream,
             node_id=ingest.node_id,
             now=now,
-            ttl=TEACHER_TTL,
+            ttl=publish_ttl,
         )
         watch = self.issuer.mint(
             user_type="teacher",
@@ -171,8 +176,10 @@ class TokenService:
             "token": publish,
             "hls_url": hls_url(ingest, stream, watch),
             "node_id": ingest.node_id,
-            "expires_in": int(TEACHER_TTL),
-            "expires_at": int(now + TEACHER_TTL),
+            "expires_in": int(publish_ttl),
+            "expires_at": int(now + publish_ttl),
+            "read_token": watch,
+            "read_expires_at": int(now + TEACHER_TTL),
             "rtmp_url": f"{ingest.rtmp_base}/{app}",
             "stream_key": f"{name}?jwt={publish}",
             "publish_url": f"{ingest.rtmp_base}/{app}/{name}?jwt={publish}",
