@@ -434,3 +434,25 @@ def test_entry_points_refuse_bad_settings(capsys: pytest.CaptureFixture[str]) ->
     assert "MODE is not set" in capsys.readouterr().err
     assert airclass_main([], environ={"MODE": "primary"}) == 2
     assert "MODE='primary'" in capsys.readouterr().err
+
+
+async def test_teacher_epoch_is_told_to_signed_requests_only(master: Master) -> None:
+    from airclass.auth.epoch import password_epoch
+
+    status, reply = await master.signed("/cluster/teacher-epoch", {"node_id": "slave-1"})
+    assert status == 200
+    assert reply == {"teacher_epoch": password_epoch(SECRET, "teacher", PASSWORD)}
+    data = json.dumps({"node_id": "slave-1"}).encode()
+    for headers in ({}, sign(secrets.token_urlsafe(32), "POST", "/cluster/teacher-epoch", data,
+                              master.clock())):
+        status, reply = await master.signed("/cluster/teacher-epoch", {}, headers=headers,
+                                            raw=data)
+        assert status == 401 and set(reply) == {"error"}
+
+
+async def test_teacher_epoch_is_null_without_a_teacher_password(aiohttp_client: Any) -> None:
+    clock = Clock()
+    app = create_master_app(master_config(teacher_password=""), clock=clock)
+    bare = Master(await aiohttp_client(app), clock)
+    status, reply = await bare.signed("/cluster/teacher-epoch", {"node_id": "slave-1"})
+    assert (status, reply) == (200, {"teacher_epoch": None})
