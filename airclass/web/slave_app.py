@@ -209,6 +209,9 @@ def create_app(config: Config) -> web.Application:
     hls = HlsContext(
         config.node_id, streams, issuer, SessionSigner(config.secret_key, config.node_id), sessions
     )
+    if config.tls:
+        # TLS bodies are encrypted per connection: memory-file copies would never be sent.
+        hls.files.enabled = False
     tokens = TokenService(config, issuer, SelfChooser(config))
     rtmp = RtmpServer(
         streams.hub,
