@@ -87,6 +87,7 @@ class Config:
 
     @property
     def http_scheme(self) -> str:
+        """The scheme of the URLs this node advertises for its HLS and API ports."""
         return "https" if self.tls else "http"
 
     @property
@@ -324,8 +325,9 @@ a school day is the longest it should stay usable."""
 
 
 def check_tls(config: Config) -> None:
-    """Certificate and key come together, exist, and load; refuse to start otherwise, so a typo
-    in a path never leaves a node silently on plain HTTP."""
+    """Certificate and key come together and exist (the entry points then load them, and the
+    CA bundle, with `airclass.tls`); refuse to start otherwise, so a typo in a path never
+    leaves a node silently on plain HTTP."""
     if bool(config.tls_cert) != bool(config.tls_key):
         raise ConfigError("--tls-cert and --tls-key go together")
     if config.rtmps_port and not config.tls_cert:
