@@ -6,12 +6,17 @@
 - A cluster over HTTPS: a slave that trusts the CA (--tls-ca) registers with an https master
   and relays an https origin; a slave that does not trust it is refused by its own checks.
 - RTMPS: ffmpeg publishes rtmps:// to --rtmps-port with the same certificate.
+- Someone relaying the traffic between a client and a node reads the teacher password and the
+  tokens in clear without TLS, and neither with it.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import itertools
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -192,3 +197,67 @@ def test_rtmps_publish_on_the_same_certificate(cluster: Cluster, certs: NodeCert
     finally:
         _out, err = proc.communicate(timeout=30)
     assert proc.returncode == 0, err.decode()
+
+
+class Eavesdropper:
+    """A TCP relay on loopback that keeps a copy of every byte both ways: someone on the
+    school Wi-Fi between a tablet and a node."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = free_port()
+        self.seen = bytearray()
+        self.loop = asyncio.new_event_loop()
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+        assert self._ready.wait(5)
+
+    def _run(self) -> None:
+        async def copy(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            while data := await reader.read(1 << 16):
+                self.seen += data
+                writer.write(data)
+                await writer.drain()
+            writer.close()
+
+        async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
+            await asyncio.gather(copy(reader, up_writer), copy(up_reader, writer),
+                                 return_exceptions=True)
+
+        async def main() -> None:
+            server = await asyncio.start_server(handle, "127.0.0.1", self.port)
+            self._ready.set()
+            async with server:
+                await server.serve_forever()
+
+        asyncio.set_event_loop(self.loop)
+        with contextlib.suppress(RuntimeError):  # stopped by close()
+            self.loop.run_until_complete(main())
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self._thread.join(5)
+
+
+@pytest.mark.parametrize("tls", [True, False])
+def test_an_eavesdropper_sees_no_password_or_token_only_with_tls(
+    cluster: Cluster, certs: NodeCert, tls: bool
+) -> None:
+    node = cluster.slave(*(tls_args(certs) if tls else []), start=False)
+    slave = over_https(cluster, node) if tls else node.start()
+    spy = Eavesdropper(slave.ports["api"])
+    try:
+        scheme = "https" if tls else "http"
+        status, reply = http_json(
+            "POST", f"{scheme}://127.0.0.1:{spy.port}/api/token",
+            {"user_type": "teacher", "user_id": "ms-kim", "password": cluster.teacher_password},
+        )
+        assert status == 200, reply
+    finally:
+        spy.close()
+    seen = bytes(spy.seen)
+    assert len(seen) > len(reply["token"])  # the whole exchange went through the spy
+    leaked = [cluster.teacher_password.encode() in seen, reply["token"].encode() in seen]
+    assert leaked == ([False, False] if tls else [True, True])
