@@ -96,16 +96,31 @@ class Config:
     entry_refill: float = 2.0
     trusted_networks: str = DEFAULT_TRUSTED_NETWORKS
     metrics_token_file: str = ""
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_ca: str = ""
+    rtmps_port: int = 0
+    publish_token_ttl: float = 900.0
     extra: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def tls(self) -> bool:
+        """Whether the HTTP ports speak HTTPS (a certificate and its key are set)."""
+        return bool(self.tls_cert)
+
+    @property
+    def http_scheme(self) -> str:
+        """The scheme of the URLs this node advertises for its HLS and API ports."""
+        return "https" if self.tls else "http"
 
     @property
     def hls_base(self) -> str:
         """Base URL viewers use for this node's HLS."""
-        return f"http://{_url_host(self.public_host)}:{self.hls_port}"
+        return f"{self.http_scheme}://{_url_host(self.public_host)}:{self.hls_port}"
 
     @property
     def api_base(self) -> str:
-        return f"http://{_url_host(self.public_host)}:{self.api_port}"
+        return f"{self.http_scheme}://{_url_host(self.public_host)}:{self.api_port}"
 
     @property
     def rtmp_base(self) -> str:
@@ -446,6 +461,21 @@ _SETTINGS: list[tuple[str, str, type, str]] = [
         str,
         "file holding the bearer token Prometheus sends for /metrics and the node list",
     ),
+    ("tls_cert", "TLS_CERT", str, "PEM certificate (chain): HTTPS on the HLS and API ports"),
+    ("tls_key", "TLS_KEY", str, "PEM private key of --tls-cert"),
+    (
+        "tls_ca",
+        "TLS_CA",
+        str,
+        "PEM CA bundle trusted, besides the system's, for calls to the master and other nodes",
+    ),
+    ("rtmps_port", "RTMPS_PORT", int, "RTMP over TLS ingest port, with --tls-cert (0: off)"),
+    (
+        "publish_token_ttl",
+        "PUBLISH_TOKEN_TTL",
+        float,
+        "seconds a teacher's publish token is valid (the teacher page renews it)",
+    ),
 ]
 
 
@@ -577,7 +607,13 @@ def finalize(config: Config) -> Config:
         read_token_file(config.metrics_token_file)
     if config.event_loop not in ("auto", "uvloop", "asyncio"):
         raise ConfigError("--event-loop must be auto, uvloop or asyncio")
-    for port_name in ("rtmp_port", "hls_port", "api_port"):
+    check_tls(config)
+    if not MIN_PUBLISH_TOKEN_TTL <= config.publish_token_ttl <= MAX_PUBLISH_TOKEN_TTL:
+        raise ConfigError(
+            f"--publish-token-ttl must be between {MIN_PUBLISH_TOKEN_TTL:.0f} and "
+            f"{MAX_PUBLISH_TOKEN_TTL:.0f} seconds"
+        )
+    for port_name in ("rtmp_port", "hls_port", "api_port", "rtmps_port"):
         port = getattr(config, port_name)
         if not 0 <= port <= 65535:
             raise ConfigError(f"--{port_name.replace('_', '-')} {port} is not a port")
@@ -625,6 +661,28 @@ def read_token_file(path: str) -> str:
             "(e.g. python -c 'import secrets; print(secrets.token_urlsafe(32))')"
         )
     return token
+
+
+MIN_PUBLISH_TOKEN_TTL = 60.0
+"""Seconds: the teacher page renews a publish token a little before it expires, so a shorter
+life would have it ask for a new one all the time."""
+MAX_PUBLISH_TOKEN_TTL = 12 * 3600.0
+"""Seconds: a publish token is a bearer key in the RTMP URL (OBS settings, screenshots, logs);
+a school day is the longest it should stay usable."""
+
+
+def check_tls(config: Config) -> None:
+    """Certificate and key come together and exist (the entry points then load them, and the
+    CA bundle, with `airclass.tls`); refuse to start otherwise, so a typo in a path never
+    leaves a node silently on plain HTTP."""
+    if bool(config.tls_cert) != bool(config.tls_key):
+        raise ConfigError("--tls-cert and --tls-key go together")
+    if config.rtmps_port and not config.tls_cert:
+        raise ConfigError("--rtmps-port needs --tls-cert and --tls-key")
+    for flag, path in (("tls-cert", config.tls_cert), ("tls-key", config.tls_key),
+                       ("tls-ca", config.tls_ca)):
+        if path and not os.path.isfile(path):
+            raise ConfigError(f"--{flag} {path}: no such file")
 
 
 def _default_public_host() -> str:

@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 
 from airclass import config as config_module
+from airclass.tls import TlsError, client_context, server_context
 from airclass.web.runner import run, serve, setup_logging
 
 log = logging.getLogger("airclass.master")
@@ -16,7 +17,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         config = config_module.load("master", argv)
         config.check_secrets()
-    except config_module.ConfigError as exc:
+        ssl_context = server_context(config.tls_cert, config.tls_key) if config.tls else None
+        client_context(config.tls_ca)  # an unreadable CA bundle stops the node here, not later
+    except (config_module.ConfigError, TlsError) as exc:
         print(f"airclass master: {exc}", file=sys.stderr)
         return 2
     setup_logging(config.log_level)
@@ -31,7 +34,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         ", sticky routing" if config.sticky else "",
     )
     run(
-        serve(app, config.bind, [config.api_port], name=f"master {config.node_id}"),
+        serve(
+            app,
+            config.bind,
+            [config.api_port],
+            name=f"master {config.node_id}",
+            ssl_context=ssl_context,
+        ),
         config.event_loop,
     )
     return 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import secrets
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -290,3 +291,43 @@ def test_a_weak_or_odd_metrics_token_file_is_refused(tmp_path: Path, content: by
     path.write_bytes(content)
     with pytest.raises(ConfigError, match="METRICS_TOKEN_FILE"):
         load("master", [f"--metrics-token-file={path}"], environ={})
+def test_tls_settings_are_checked_at_start(tmp_path: Any) -> None:
+    import pytest
+
+    from airclass.config import ConfigError
+
+    cert = tmp_path / "node.pem"
+    cert.write_text("x")
+    key = tmp_path / "node.key"
+    key.write_text("x")
+    config = load("slave", ["--tls-cert", str(cert), "--tls-key", str(key),
+                            "--public-host", "10.0.0.5", "--hls-port", "8443"], environ={})
+    assert config.tls and config.hls_base == "https://10.0.0.5:8443"
+    assert config.api_base == "https://10.0.0.5:8000"
+    assert config.rtmp_base == "rtmp://10.0.0.5:1935"
+    plain = load("slave", ["--public-host", "10.0.0.5"], environ={})
+    assert not plain.tls and plain.hls_base == "http://10.0.0.5:8888"
+    env = load("master", [], environ={"TLS_CERT": str(cert), "TLS_KEY": str(key),
+                                      "TLS_CA": str(cert)})
+    assert (env.tls_cert, env.tls_key, env.tls_ca) == (str(cert), str(key), str(cert))
+    refused = {
+        "--tls-cert and --tls-key go together": ["--tls-cert", str(cert)],
+        "--rtmps-port needs --tls-cert": ["--rtmps-port", "1936"],
+        "no such file": ["--tls-cert", str(cert), "--tls-key", str(tmp_path / "missing")],
+        "--tls-ca": ["--tls-ca", str(tmp_path / "missing-ca.pem")],
+    }
+    for message, argv in refused.items():
+        with pytest.raises(ConfigError, match=message):
+            load("slave", argv, environ={})
+
+
+def test_publish_token_ttl_is_bounded() -> None:
+    import pytest
+
+    from airclass.config import ConfigError
+
+    assert load("slave", [], environ={}).publish_token_ttl == 900.0
+    assert load("slave", [], environ={"PUBLISH_TOKEN_TTL": "300"}).publish_token_ttl == 300.0
+    for bad in ("59", "43201"):
+        with pytest.raises(ConfigError, match="--publish-token-ttl must be between 60 and 43200"):
+            load("slave", ["--publish-token-ttl", bad], environ={})

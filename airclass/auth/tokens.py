@@ -4,6 +4,10 @@ The master mints a token for one user, one action, one stream path and one node 
 it is valid on); that slave checks it when the viewer or publisher enters. Time is passed in
 (`now`, Unix seconds) so that expiry is decided by the caller's clock, not by PyJWT's.
 
+Teacher tokens also carry `pwe`, the epoch of the teacher password they were minted under
+(`epoch.py`): an issuer given `TeacherEpochs` stamps it and refuses teacher tokens of another
+epoch, so a password change revokes them.
+
 The HMAC key is SECRET_KEY itself, as the claims and the key are a public contract: a school's
 own sign-in service may mint tokens for us with the same secret. Session ids (`sessions.py`)
 use a key derived from SECRET_KEY with a label, so the two can never be confused.
@@ -25,6 +29,7 @@ from typing import Any, Final, Literal, cast, get_args
 import jwt
 import jwt.warnings
 
+from airclass.auth.epoch import SHARED_TEACHER, TeacherEpochs, check_epoch
 from airclass.auth.errors import unauthorized
 
 log = logging.getLogger(__name__)
@@ -56,6 +61,8 @@ _COMPACT_JSON: Final = json.JSONEncoder(separators=(",", ":"))
 
 CLAIM_NAMES: Final = ("user_type", "user_id", "iat", "exp", "action", "path", "node_id", "jti")
 _STRING_CLAIMS: Final = ("user_id", "path", "node_id", "jti")
+EPOCH_CLAIM: Final = "pwe"
+"""Optional claim: the password epoch of a teacher token (absent on student tokens)."""
 _TIME_CLAIMS: Final = ("iat", "exp")
 
 
@@ -105,9 +112,14 @@ class Claims:
     """The only node on which this token is valid."""
     jti: str
     """Random, url-safe: tells two tokens of the same user apart."""
+    pwe: str | None = None
+    """Teacher tokens: the epoch of the password signed in with (`epoch.password_epoch`)."""
 
     def to_payload(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in CLAIM_NAMES}
+        payload = {name: getattr(self, name) for name in CLAIM_NAMES}
+        if self.pwe is not None:
+            payload[EPOCH_CLAIM] = self.pwe
+        return payload
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,15 +129,17 @@ class IssuedToken:
 
 
 class TokenIssuer:
-    """Mints and verifies HS256 tokens keyed with SECRET_KEY."""
+    """Mints and verifies HS256 tokens keyed with SECRET_KEY; with `epochs`, stamps teacher
+    tokens with the current password epoch and refuses those of another one."""
 
-    __slots__ = ("_key",)
+    __slots__ = ("_key", "epochs")
 
-    def __init__(self, secret: str | bytes) -> None:
+    def __init__(self, secret: str | bytes, epochs: TeacherEpochs | None = None) -> None:
         key = secret.encode() if isinstance(secret, str) else bytes(secret)
         if not key:
             raise ValueError("secret must not be empty")
         self._key = key
+        self.epochs = epochs
 
     def issue(
         self,
@@ -163,6 +177,11 @@ class TokenIssuer:
             path=path,
             node_id=node_id,
             jti=secrets.token_urlsafe(12),
+            pwe=(
+                self.epochs.current(SHARED_TEACHER)
+                if self.epochs is not None and user_type == "teacher"
+                else None
+            ),
         )
         token = encode_hs256(claims.to_payload(), self._key)
         return IssuedToken(token, claims)
@@ -227,6 +246,8 @@ class TokenIssuer:
         claims = _claims_from_payload(payload)
         if now - leeway >= claims.exp:
             raise unauthorized("token expired")
+        if self.epochs is not None:
+            check_epoch(claims.user_type, claims.pwe, self.epochs.current(SHARED_TEACHER))
         return claims
 
 
@@ -260,6 +281,11 @@ def _claims_from_payload(payload: dict[str, Any]) -> Claims:
     path = normalize_path(values["path"])
     if not path:
         raise unauthorized("token claim path invalid")
+    pwe = payload.get(EPOCH_CLAIM)
+    if pwe is not None and (
+        not isinstance(pwe, str) or not pwe or len(pwe) > MAX_CLAIM_LENGTH
+    ):
+        raise unauthorized(f"token claim {EPOCH_CLAIM} invalid")
     return Claims(
         user_type=cast(UserType, user_type),
         user_id=values["user_id"],
@@ -269,4 +295,5 @@ def _claims_from_payload(payload: dict[str, Any]) -> Claims:
         path=path,
         node_id=values["node_id"],
         jti=values["jti"],
+        pwe=pwe,
     )

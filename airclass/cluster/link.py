@@ -45,6 +45,7 @@ from airclass.cluster.wire import (
     WireError,
 )
 from airclass.config import Config
+from airclass.tls import client_context
 
 log = logging.getLogger(__name__)
 
@@ -165,6 +166,8 @@ class MasterLink:
         self.timeout = aiohttp.ClientTimeout(total=max(1.0, min(5.0, self.interval)))
         self._session = session
         self._own_session = session is None
+        self._ssl = client_context(config.tls_ca)
+        """Trust for an https master: the system's roots plus --tls-ca."""
         self._meter = BandwidthMeter()
         self._listeners: list[ClusterListener] = []
         self._task: asyncio.Task[None] | None = None
@@ -196,7 +199,7 @@ class MasterLink:
 
     async def start(self) -> None:
         if self._session is None:
-            self._session = aiohttp.ClientSession()
+            self._session = self._new_session()
         self._task = asyncio.create_task(self.run(), name="master-link")
 
     async def close(self, *, unregister: bool = True) -> None:
@@ -300,6 +303,9 @@ class MasterLink:
 
     # Internals
 
+    def _new_session(self) -> aiohttp.ClientSession:
+        return aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=self._ssl))
+
     def _stats(self) -> NodeStats:
         node_stats = self.node_stats()
         bandwidth = self._meter.sample(int(node_stats.get("bytes_served", 0)), self.clock())
@@ -339,7 +345,7 @@ class MasterLink:
         (200, 404) is one the master signed; else (None, why)."""
         session = self._session
         if session is None:
-            self._session = session = aiohttp.ClientSession()
+            self._session = session = self._new_session()
             self._own_session = True
         data = json.dumps(body, separators=(",", ":")).encode()
         signed_path = self._prefix + path

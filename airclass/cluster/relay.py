@@ -31,6 +31,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import ssl
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -57,6 +58,7 @@ from airclass.hls.packager import HlsPackager
 from airclass.hls.ring import RingError
 from airclass.media.names import PATH_RE
 from airclass.streams import LiveStream, StreamTable
+from airclass.tls import client_context
 
 log = logging.getLogger(__name__)
 
@@ -330,6 +332,7 @@ class RelayManager:
         wait: float = DEFAULT_WAIT,
         clock: Callable[[], float] = time.time,
         on_backups: Callable[[list[tuple[str, str]]], None] | None = None,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         if not 0 < wait <= MAX_WAIT:
             raise ValueError(f"wait must be in (0, {MAX_WAIT}]")
@@ -346,6 +349,8 @@ class RelayManager:
         """Origin replies refused for a missing or wrong signature."""
         self._followers: dict[str, _Follower] = {}
         self._session: aiohttp.ClientSession | None = None
+        self._ssl = ssl_context if ssl_context is not None else client_context()
+        """Trust for https origins: the system's roots plus the node's --tls-ca."""
         self._closed = False
 
     @property
@@ -360,7 +365,7 @@ class RelayManager:
     def client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=60),
+                connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=60, ssl=self._ssl),
                 auto_decompress=False,
             )
         return self._session

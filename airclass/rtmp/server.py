@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import ssl
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
@@ -396,6 +397,7 @@ class RtmpServer:
         self.limits = limits or RtmpLimits()
         self.stats = RtmpStats()
         self._server: asyncio.Server | None = None
+        self._tls_server: asyncio.Server | None = None
         self._protocols: set[_RtmpProtocol] = set()
         self._slots = ConnectionSlots(
             self.limits.max_connections, self.limits.max_connections_per_address
@@ -409,16 +411,30 @@ class RtmpServer:
         )
         log.info("rtmp: listening on %s:%d", host, self.port)
 
+    async def start_tls(self, host: str, port: int, context: ssl.SSLContext) -> None:
+        """Also accept RTMPS (RTMP inside TLS) on `port`: the same connections once the TLS
+        handshake is done, which has the RTMP handshake's time limit too."""
+        loop = asyncio.get_running_loop()
+        self._tls_server = await loop.create_server(
+            lambda: _RtmpProtocol(self),
+            host,
+            port,
+            reuse_address=True,
+            ssl=context,
+            ssl_handshake_timeout=self.limits.handshake_timeout,
+        )
+        log.info("rtmp: RTMPS listening on %s:%d", host, self.tls_port)
+
     async def close(self) -> None:
         """Stop listening and drop every connection, closing their publications."""
-        server = self._server
-        self._server = None
-        if server is not None:
+        servers = [s for s in (self._server, self._tls_server) if s is not None]
+        self._server = self._tls_server = None
+        for server in servers:
             server.close()
         for proto in list(self._protocols):
             proto.abort()
             proto.release()
-        if server is not None:
+        for server in servers:
             await server.wait_closed()
 
     @property
@@ -426,6 +442,13 @@ class RtmpServer:
         if self._server is None or not self._server.sockets:
             raise RuntimeError("server is not started")
         sockname: Any = self._server.sockets[0].getsockname()
+        return int(sockname[1])
+
+    @property
+    def tls_port(self) -> int:
+        if self._tls_server is None or not self._tls_server.sockets:
+            raise RuntimeError("RTMPS is not started")
+        sockname: Any = self._tls_server.sockets[0].getsockname()
         return int(sockname[1])
 
     @property

@@ -42,6 +42,7 @@ from aiohttp import http as aiohttp_http
 from aiohttp.tcp_helpers import tcp_keepalive
 
 from airclass.auth.authorize import extract_token
+from airclass.tls import is_tls
 from airclass.web.head import MAX_HEAD, Kind, Request, parse_head
 from airclass.web.hls_views import (
     ENTRY_CACHE,
@@ -229,7 +230,13 @@ class FastProtocol(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = cast(asyncio.Transport, transport)
         sock = transport.get_extra_info("socket")
-        if sock is None or not type(transport).__module__.startswith("uvloop"):
+        # A TLS transport still has the TCP socket underneath: what this path writes there
+        # (send, sendfile) would bypass the encryption, so TLS connections are aiohttp's.
+        if (
+            sock is None
+            or not type(transport).__module__.startswith("uvloop")
+            or is_tls(transport)
+        ):
             self._hand_off()
             return
         self._fileno = sock.fileno()

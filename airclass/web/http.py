@@ -17,6 +17,7 @@ from aiohttp import web
 from aiohttp.http_writer import StreamWriter
 
 from airclass.cluster.signing import REPLY_SIGNATURE_HEADER, sign_reply
+from airclass.tls import is_tls
 
 log = logging.getLogger(__name__)
 
@@ -243,10 +244,16 @@ def _sendfile_now(transport: asyncio.Transport, fd: int, count: int) -> int:
 
     Only when nothing is queued in the transport (the headers went out), else the order on the
     wire would break; the caller writes whatever is left through the transport as usual. 0
-    when the socket is full or the transport has no socket of its own.
+    when the socket is full, the transport has no socket of its own, or it speaks TLS (the
+    file's bytes would reach the viewer unencrypted, in the middle of the TLS stream).
     """
     sock = transport.get_extra_info("socket")
-    if sock is None or transport.is_closing() or transport.get_write_buffer_size():
+    if (
+        sock is None
+        or is_tls(transport)
+        or transport.is_closing()
+        or transport.get_write_buffer_size()
+    ):
         return 0
     try:
         return os.sendfile(sock.fileno(), fd, 0, count)

@@ -32,11 +32,14 @@ from urllib.parse import urlsplit
 from aiohttp import web
 
 from airclass import __version__
+from airclass.auth.epoch import TeacherEpochs
 from airclass.auth.tokens import TokenIssuer
 from airclass.cluster.balancer import Balancer
 from airclass.cluster.registry import NodeInfo, Registry, RegistryFull
 from airclass.cluster.signing import ReplayCache, SignatureError, request_nonce, verify
+from airclass.cluster.teacher_epoch import TEACHER_EPOCH_PATH
 from airclass.cluster.wire import (
+    NODE_ID,
     ClusterView,
     Heartbeat,
     Peer,
@@ -322,6 +325,20 @@ async def unregister(request: web.Request) -> web.Response:
     )
 
 
+async def teacher_epoch(request: web.Request) -> web.Response:
+    """The current teacher password epoch, for slaves that check teacher tokens without
+    knowing the password (auth/epoch.py); null when this master has no teacher password."""
+    state = request.app[MASTER]
+    body, nonce = await _signed_json(request)
+    node_id = body.get("node_id")
+    if not isinstance(node_id, str) or not NODE_ID.fullmatch(node_id):
+        raise HttpError(400, "node_id invalid")
+    epochs = state.issuer.epochs
+    return _signed_reply(
+        state, nonce, {"teacher_epoch": epochs.current() if epochs is not None else None}
+    )
+
+
 # Views
 
 
@@ -402,7 +419,10 @@ def create_master_app(config: Config, *, clock: Callable[[], float] = time.time)
         config=config,
         registry=registry,
         balancer=Balancer(registry, sticky=config.sticky),
-        issuer=TokenIssuer(config.secret_key),
+        issuer=TokenIssuer(
+            config.secret_key,
+            TeacherEpochs.from_password(config.secret_key, config.teacher_password),
+        ),
         replay=ReplayCache(),
         clock=clock,
         started_at=clock(),
@@ -416,6 +436,7 @@ def create_master_app(config: Config, *, clock: Callable[[], float] = time.time)
     app.router.add_post("/cluster/register", register)
     app.router.add_post("/cluster/stats", heartbeat)
     app.router.add_post("/cluster/unregister", unregister)
+    app.router.add_post(TEACHER_EPOCH_PATH, teacher_epoch)
     app.router.add_get("/cluster/nodes", operator_only(cluster_nodes))
     app.router.add_get("/cluster/best-node", best_node)
     app.router.add_get("/health", health)

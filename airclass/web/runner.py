@@ -18,6 +18,7 @@ import ctypes
 import logging
 import resource
 import signal
+import ssl
 import sys
 import time
 from collections.abc import Callable, Coroutine
@@ -104,9 +105,11 @@ async def serve(
     keepalive_timeout: float = KEEPALIVE_TIMEOUT,
     shutdown_timeout: float = SHUTDOWN_TIMEOUT,
     fast_path: FastPath | None = None,
+    ssl_context: ssl.SSLContext | None = None,
 ) -> None:
     """Serve `app` on every port in `ports` (duplicates once) until a stop signal, with
-    `fast_path` (if any) in front of aiohttp on every connection.
+    `fast_path` (if any) in front of aiohttp on every connection, as HTTPS with `ssl_context`
+    (the fast path hands TLS connections to aiohttp: it writes to the socket itself).
 
     On the signal the listening sockets close; aiohttp runs `app.on_shutdown` (a slave
     unregisters there), then waits at most `shutdown_timeout` for in-flight handlers, then runs
@@ -133,9 +136,20 @@ async def serve(
             factory = fast_path.wrap(runner.server)
         for port in dict.fromkeys(ports):
             servers.append(
-                await loop.create_server(factory, host, port, backlog=1024, reuse_address=True)
+                await loop.create_server(
+                    factory,
+                    host,
+                    port,
+                    backlog=1024,
+                    reuse_address=True,
+                    ssl=ssl_context,
+                    # A client that opens a connection and never finishes the TLS handshake is
+                    # closed as one that never finishes a request.
+                    ssl_handshake_timeout=keepalive_timeout if ssl_context else None,
+                )
             )
-            log.info("%s listening on http://%s:%d", name, host, port)
+            scheme = "https" if ssl_context is not None else "http"
+            log.info("%s listening on %s://%s:%d", name, scheme, host, port)
         await stop.wait()
         log.info("%s stopping", name)
     finally:

@@ -23,11 +23,13 @@ from aiohttp import web
 
 from airclass import __version__
 from airclass.auth.authorize import verify_and_authorize
+from airclass.auth.epoch import TeacherEpochs
 from airclass.auth.errors import AuthError
 from airclass.auth.sessions import SessionSigner, SessionTable
 from airclass.auth.tokens import TokenIssuer
 from airclass.cluster.link import MasterLink
 from airclass.cluster.relay import RelayManager
+from airclass.cluster.teacher_epoch import EpochFollower
 from airclass.cluster.wire import ClusterView, StreamOrigin
 from airclass.config import Config
 from airclass.hls.packager import PackagerConfig
@@ -35,6 +37,7 @@ from airclass.media.hub import StreamHub
 from airclass.media.names import NAME_RE
 from airclass.rtmp.server import PublishDenied, RtmpLimits, RtmpServer
 from airclass.streams import StreamTable
+from airclass.tls import client_context, server_context
 from airclass.web import hls_views, metrics, operator
 from airclass.web.fastpath import FastPath
 from airclass.web.hls_views import HLS_CONTEXT, HlsContext
@@ -119,6 +122,7 @@ SLAVE: web.AppKey[SlaveNode] = web.AppKey("slave", SlaveNode)
 MASTER_LINK: web.AppKey[MasterLink] = web.AppKey("master_link", MasterLink)
 RELAY: web.AppKey[RelayManager] = web.AppKey("relay", RelayManager)
 FAST_PATH: web.AppKey[FastPath] = web.AppKey("fast_path", FastPath)
+EPOCH_FOLLOWER: web.AppKey[EpochFollower] = web.AppKey("epoch_follower", EpochFollower)
 
 
 class SelfChooser:
@@ -257,7 +261,13 @@ def packager_config(config: Config) -> PackagerConfig:
 
 def create_app(config: Config) -> web.Application:
     app = web.Application(client_max_size=64 * 1024)
-    issuer = TokenIssuer(config.secret_key)
+    # A cluster slave learns the teacher password epoch from its master (auth/epoch.py).
+    epochs = (
+        TeacherEpochs()
+        if config.master_url
+        else TeacherEpochs.from_password(config.secret_key, config.teacher_password)
+    )
+    issuer = TokenIssuer(config.secret_key, epochs)
     streams = StreamTable(packager_config(config))
     sessions = SessionTable(
         window=config.viewer_window,
@@ -269,6 +279,9 @@ def create_app(config: Config) -> web.Application:
         config.node_id, streams, issuer, SessionSigner(config.secret_key, config.node_id), sessions
     )
     hls.entry_limiter = TokenBucket(config.entry_burst, config.entry_refill)
+    if config.tls:
+        # TLS bodies are encrypted per connection: memory-file copies would never be sent.
+        hls.files.enabled = False
     tokens = TokenService(config, issuer, SelfChooser(config))
     def live_elsewhere(path: str) -> StreamOrigin | None:
         link = app.get(MASTER_LINK)
@@ -296,7 +309,9 @@ def create_app(config: Config) -> web.Application:
     app.router.add_get("/api/stats", operator_only(api_stats))
     if config.master_url:
         # Sign-ins happen on the master, which holds the teacher password and class code.
-        forwarder = TokenForwarder(config.master_url, config.cluster_key)
+        forwarder = TokenForwarder(
+            config.master_url, config.cluster_key, client_context(config.tls_ca)
+        )
         app[TOKEN_FORWARDER] = forwarder
         app.cleanup_ctx.append(forwarder.ctx)
         app.router.add_post("/api/token", forward_token_handler)
@@ -304,6 +319,9 @@ def create_app(config: Config) -> web.Application:
         app.router.add_post("/api/token", token_handler)
     add_page_routes(app, role="slave", dashboard=slave_dashboard_source(node.stats))
     app.router.add_route("OPTIONS", "/{tail:.*}", preflight)
+    if config.master_url:
+        app[EPOCH_FOLLOWER] = EpochFollower(config, epochs)
+        app.cleanup_ctx.append(_epoch_ctx)  # before RTMP: publishers are checked with it
     app.cleanup_ctx.append(_rtmp_ctx)
     app.cleanup_ctx.append(_sweeper_ctx)
     app.on_cleanup.append(_close_files)
@@ -313,7 +331,13 @@ def create_app(config: Config) -> web.Application:
     def set_backups(backups: list[tuple[str, str]]) -> None:
         hls.backups = backups
 
-    relay = RelayManager(config.node_id, streams, config.cluster_key, on_backups=set_backups)
+    relay = RelayManager(
+        config.node_id,
+        streams,
+        config.cluster_key,
+        on_backups=set_backups,
+        ssl_context=client_context(config.tls_ca),
+    )
     app[RELAY] = relay
 
     def relay_lag() -> dict[str, float]:
@@ -338,10 +362,24 @@ async def _close_files(app: web.Application) -> None:
 
 async def _rtmp_ctx(app: web.Application) -> AsyncIterator[None]:
     node = app[SLAVE]
-    await node.rtmp.start(node.config.bind, node.config.rtmp_port)
-    log.info("node %s: RTMP ingest on %s:%d", node.config.node_id, node.config.bind, node.rtmp.port)
+    config = node.config
+    await node.rtmp.start(config.bind, config.rtmp_port)
+    log.info("node %s: RTMP ingest on %s:%d", config.node_id, config.bind, node.rtmp.port)
+    if config.rtmps_port:
+        await node.rtmp.start_tls(
+            config.bind, config.rtmps_port, server_context(config.tls_cert, config.tls_key)
+        )
+        log.info("node %s: RTMPS ingest on %s:%d", config.node_id, config.bind,
+                 node.rtmp.tls_port)
     yield
     await node.rtmp.close()
+
+
+async def _epoch_ctx(app: web.Application) -> AsyncIterator[None]:
+    follower = app[EPOCH_FOLLOWER]
+    await follower.start()
+    yield
+    await follower.close()
 
 
 async def _relay_ctx(app: web.Application) -> AsyncIterator[None]:

@@ -18,6 +18,7 @@ import ipaddress
 import logging
 import math
 import re
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
@@ -55,6 +56,10 @@ log = logging.getLogger(__name__)
 
 STUDENT_TTL = 3600.0
 TEACHER_TTL = 12 * 3600.0
+"""Seconds the teacher's read token (preview, dashboard) lives. The publish token lives
+`Config.publish_token_ttl`: it travels in the RTMP URL, into OBS settings and screenshots, so
+it is kept short and the teacher page renews it; a publish in progress is not cut when it
+expires (the RTMP server checks the token once, at `publish`)."""
 MAX_USER_ID = 64
 DEFAULT_STREAM = "live/stream"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
@@ -210,6 +215,7 @@ class TokenService:
 
     def _teacher_reply(self, user_id: str, stream: str, now: float) -> dict[str, Any]:
         ingest = self.chooser.ingest_node(stream)
+        publish_ttl = self.config.publish_token_ttl
         publish = self.issuer.mint(
             user_type="teacher",
             user_id=user_id,
@@ -217,7 +223,7 @@ class TokenService:
             path=stream,
             node_id=ingest.node_id,
             now=now,
-            ttl=TEACHER_TTL,
+            ttl=publish_ttl,
         )
         watch = self.issuer.mint(
             user_type="teacher",
@@ -235,8 +241,10 @@ class TokenService:
             "token": publish,
             "hls_url": hls_url(ingest, stream, watch),
             "node_id": ingest.node_id,
-            "expires_in": int(TEACHER_TTL),
-            "expires_at": int(now + TEACHER_TTL),
+            "expires_in": int(publish_ttl),
+            "expires_at": int(now + publish_ttl),
+            "read_token": watch,
+            "read_expires_at": int(now + TEACHER_TTL),
             "rtmp_url": f"{ingest.rtmp_base}/{app}",
             "stream_key": f"{name}?jwt={publish}",
             "publish_url": f"{ingest.rtmp_base}/{app}/{name}?jwt={publish}",
@@ -277,16 +285,21 @@ class TokenForwarder:
     """A slave of a cluster: `/api/token` and the sign-in parts of `/api/info` come from the
     master (see the module docstring)."""
 
-    def __init__(self, master_url: str, cluster_key: str) -> None:
+    def __init__(
+        self, master_url: str, cluster_key: str, ssl_context: ssl.SSLContext | None = None
+    ) -> None:
         self.master_url = master_url
         self.cluster_key = cluster_key
+        self.ssl_context = ssl_context
+        """Trust for an https master: the system's roots plus the node's --tls-ca."""
         self.session: aiohttp.ClientSession | None = None
         self._info: tuple[float, dict[str, Any]] | None = None
 
     async def ctx(self, app: web.Application) -> AsyncIterator[None]:
         """cleanup_ctx: one HTTP session for the app's lifetime."""
         self.session = aiohttp.ClientSession(
-            timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT)
+            timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT),
+            connector=aiohttp.TCPConnector(ssl=self.ssl_context or True),
         )
         yield
         await self.session.close()

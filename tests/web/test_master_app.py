@@ -545,3 +545,23 @@ async def test_forwarded_sign_ins_are_limited_per_browser(master: Master) -> Non
     assert (await master.signed("/api/token", right, headers=headers, raw=data))[0] == 401
     assert await forwarded("10.0.0.9", right, key=secrets.token_urlsafe(32)) == 401
     assert await forwarded("not-an-address", right) == 400
+async def test_teacher_epoch_is_told_to_signed_requests_only(master: Master) -> None:
+    from airclass.auth.epoch import password_epoch
+
+    status, reply = await master.signed("/cluster/teacher-epoch", {"node_id": "slave-1"})
+    assert status == 200
+    assert reply == {"teacher_epoch": password_epoch(SECRET, "teacher", PASSWORD)}
+    data = json.dumps({"node_id": "slave-1"}).encode()
+    for headers in ({}, sign(secrets.token_urlsafe(32), "POST", "/cluster/teacher-epoch", data,
+                              master.clock())):
+        status, reply = await master.signed("/cluster/teacher-epoch", {}, headers=headers,
+                                            raw=data)
+        assert status == 401 and set(reply) == {"error"}
+
+
+async def test_teacher_epoch_is_null_without_a_teacher_password(aiohttp_client: Any) -> None:
+    clock = Clock()
+    app = create_master_app(master_config(teacher_password=""), clock=clock)
+    bare = Master(await aiohttp_client(app), clock)
+    status, reply = await bare.signed("/cluster/teacher-epoch", {"node_id": "slave-1"})
+    assert (status, reply) == (200, {"teacher_epoch": None})

@@ -283,3 +283,21 @@ def test_any_body_gets_a_reply_or_a_4xx(body: dict[str, Any]) -> None:
         assert exc.message
     else:
         assert reply["node_id"] == NODE_ID
+
+
+async def test_publish_token_is_short_and_the_read_token_is_the_teachers_session(
+    make_slave: SlaveFactory,
+) -> None:
+    slave = await make_slave(publish_token_ttl=600.0)
+    resp = await post(slave, {"user_type": "teacher", "user_id": "mr-kim", "password": PASSWORD})
+    body = await resp.json()
+    assert resp.status == 200, body
+    assert (body["expires_in"], body["expires_at"]) == (600, int(T0) + 600)
+    publish = slave.issuer.verify(body["token"], now=T0)
+    assert (publish.action, publish.exp - publish.iat) == ("publish", 600)
+    read = slave.issuer.verify(body["read_token"], now=T0)
+    assert (read.action, read.user_type, read.exp - read.iat) == ("read", "teacher", 12 * 3600)
+    assert body["read_expires_at"] == int(T0) + 12 * 3600
+    assert parse_qs(urlsplit(body["hls_url"]).query)["jwt"][0] == body["read_token"]
+    # Both carry the epoch of the password they were minted under.
+    assert publish.pwe is not None and publish.pwe == read.pwe

@@ -23,9 +23,12 @@
       const reply = await window.postJson("/api/token", {
         user_type: "teacher", user_id: "dashboard", password: $("password").value, stream: window.streamFromQuery(),
       });
-      sessionStorage.setItem("airclass.teacher", JSON.stringify({ token: reply.token, expires_at: reply.expires_at }));
+      // The read token: the publish token is short-lived and this page does not renew it.
+      const token = reply.read_token || reply.token;
+      const expiresAt = reply.read_expires_at || reply.expires_at;
+      sessionStorage.setItem("airclass.teacher", JSON.stringify({ token, expires_at: expiresAt }));
       $("password").value = "";
-      begin(reply.token);
+      begin(token);
     } catch (err) {
       $("signin-error").textContent = err.status === 401 ? t("err.password")
         : err.status === 429 ? t("err.rate") : err.status === 0 ? t("err.network")

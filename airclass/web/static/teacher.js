@@ -32,17 +32,18 @@
       $("signin").disabled = false;
       return;
     }
-    sessionStorage.setItem("airclass.teacher", JSON.stringify({ token: page.reply.token, expires_at: page.reply.expires_at }));
     $("password").value = "";
     $("signin-view").classList.add("hidden");
     $("teacher-view").classList.remove("hidden");
-    $("server").value = page.reply.rtmp_url;
-    $("stream-key").value = page.reply.stream_key;
-    $("node").textContent = page.reply.node_id;
+    showTicket();
     page.player = new window.AirPlayer($("video"), {
-      getTicket: async () => (page.reply = await ticket()),
+      getTicket: async () => {
+        page.reply = await ticket();
+        showTicket();
+        return page.reply;
+      },
       // The node list names backup nodes; it is for staff, so it needs the teacher's token.
-      authorization: () => "Bearer " + page.reply.token,
+      authorization: () => "Bearer " + (page.reply.read_token || page.reply.token),
       muted: true,
       onState: (state) => $("overlay").classList.toggle("hidden", state === "playing"),
       onInfo: (info) => {
@@ -55,6 +56,39 @@
     setInterval(poll, 3000);
   }
 
+  // The publish token is short-lived (it sits in OBS settings): renew it before it expires and
+  // show the new stream key. A publish already running is not cut when its token expires;
+  // the new key is for the next time OBS connects.
+  const RENEW_BEFORE_S = 60;
+  const RENEW_RETRY_MS = 10000;
+
+  function showTicket() {
+    const reply = page.reply;
+    sessionStorage.setItem("airclass.teacher", JSON.stringify({
+      token: reply.read_token || reply.token, expires_at: reply.read_expires_at || reply.expires_at,
+    }));
+    $("server").value = reply.rtmp_url;
+    $("stream-key").value = reply.stream_key;
+    $("node").textContent = reply.node_id;
+    page.keyExpiresAt = reply.expires_at;
+    clearTimeout(page.renewTimer);
+    const lifetime = reply.expires_in || 0;
+    const lead = Math.min(RENEW_BEFORE_S, lifetime / 5);
+    page.renewTimer = setTimeout(renew, Math.max(1, lifetime - lead) * 1000);
+  }
+
+  async function renew() {
+    try {
+      page.reply = await ticket();
+      page.renewals = (page.renewals || 0) + 1;
+      showTicket();
+    } catch (err) {
+      // 401: the password changed; the page keeps the old key until the teacher signs in again.
+      page.renewError = err.status || 0;
+      if (err.status !== 401) page.renewTimer = setTimeout(renew, RENEW_RETRY_MS);
+    }
+  }
+
   async function getJson(url, headers) {
     const res = await fetch(url, { cache: "no-store", headers: headers || {} });
     if (!res.ok) throw new Error(String(res.status));
@@ -64,7 +98,7 @@
   async function poll() {
     try { page.info = await getJson("/api/info"); } catch (err) { /* keep the last */ }
     // The ingest node's own numbers: its HLS origin serves /api/stats too, to a teacher's token.
-    const auth = { Authorization: "Bearer " + page.reply.token };
+    const auth = { Authorization: "Bearer " + (page.reply.read_token || page.reply.token) };
     try {
       const stats = await getJson(new URL("/api/stats", page.reply.hls_url).href, auth);
       page.stats = (stats.streams || {})[stream] || null;
@@ -73,7 +107,8 @@
     }
     if (page.info && page.info.role === "master") {
       try {
-        const data = await getJson("/api/dashboard", auth);
+        const bearer = page.reply.read_token || page.reply.token;
+        const data = await getJson("/api/dashboard", { Authorization: "Bearer " + bearer });
         page.viewers = data.total_connections;
       } catch (err) {
         page.viewers = null;
