@@ -1,7 +1,7 @@
 """The import rules of the package, read from the source: layers that point one way, and no
 cycles between files.
 
-    foundation (airclass, config, ports, logtext, measure, tls) → media | auth → rtmp | hls
+    foundation (airclass, config, ports, clients, logtext, measure, tls) → media | auth → rtmp | hls
     → streams → cluster → web → entry points
 
 A module may import from its own package or from any lower layer, never from a higher one nor
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LAYERS: Mapping[str, int] = {
-    "": 0, "config": 0, "ports": 0, "logtext": 0, "measure": 0, "tls": 0,
+    "": 0, "config": 0, "ports": 0, "logtext": 0, "measure": 0, "tls": 0, "clients": 0,
     "media": 1, "auth": 1,
     "rtmp": 2, "hls": 2,
     "streams": 3,

@@ -8,22 +8,7 @@ many connections as it likes.
 
 from __future__ import annotations
 
-import ipaddress
 from collections import Counter
-
-
-def address_group(host: str) -> str:
-    """The key a client's connections are counted under: the IPv4 address (also when it comes
-    IPv4-mapped in IPv6), the /64 network of an IPv6 address, the text itself otherwise."""
-    try:
-        address = ipaddress.ip_address(host.split("%", 1)[0])
-    except ValueError:
-        return host
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.IPv6Network((address, 64), strict=False))
-    return str(address)
 
 
 class ConnectionSlots:

@@ -20,9 +20,10 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, cast
 
+from airclass.clients import client_group
 from airclass.logtext import LogThrottle, printable, skipped_note
 from airclass.media.hub import Publication, StreamBusy, StreamHub
-from airclass.rtmp.admission import ConnectionSlots, address_group, may_go_live
+from airclass.rtmp.admission import ConnectionSlots, may_go_live
 from airclass.rtmp.connection import (
     ConnectRequested,
     ConnState,
@@ -96,7 +97,7 @@ class _RtmpProtocol(asyncio.Protocol):
         self._transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
         self._peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
-        self._group = address_group(str(peer[0])) if isinstance(peer, tuple) else self._peer
+        self._group = client_group(str(peer[0])) if isinstance(peer, tuple) else self._peer
         server = self._server
         full = server._slots.total >= server._slots.max_total
         refusal = server._slots.take(self._group)

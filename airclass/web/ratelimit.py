@@ -30,29 +30,12 @@ Policy, and why:
 
 from __future__ import annotations
 
-import ipaddress
 import math
 from collections import OrderedDict
 from dataclasses import dataclass
 
+from airclass.clients import client_group
 from airclass.config import Config
-
-
-def client_key(address: str) -> str:
-    """The key failures are counted under: the IPv4 address, or the /64 of an IPv6 one.
-
-    An IPv4-mapped IPv6 address (`::ffff:10.0.0.5`, what a dual-stack socket reports) is the
-    IPv4 client it stands for. Anything unparsable (e.g. "unknown") is its own key.
-    """
-    try:
-        ip = ipaddress.ip_address(address.split("%", 1)[0])
-    except ValueError:
-        return address
-    if isinstance(ip, ipaddress.IPv6Address):
-        if ip.ipv4_mapped is not None:
-            return str(ip.ipv4_mapped)
-        return str(ipaddress.IPv6Network((ip, 64), strict=False))
-    return str(ip)
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,7 +111,7 @@ class GuessLimiter:
 
     def retry_after(self, address: str, now: float) -> float:
         """Seconds until the client at `address` may try again (0: it may try now)."""
-        entry = self._clients.get(client_key(address))
+        entry = self._clients.get(client_group(address))
         if entry is None:
             return 0.0
         policy = self.policy
@@ -153,7 +136,7 @@ class GuessLimiter:
 
     def failed(self, address: str, now: float) -> None:
         """Count a wrong guess from `address`."""
-        key = client_key(address)
+        key = client_group(address)
         entry = self._clients.get(key)
         if entry is None:
             entry = self._clients[key] = _Client(0.0, now, now)
@@ -168,7 +151,7 @@ class GuessLimiter:
 
     def succeeded(self, address: str) -> None:
         """The client knew the secret: forget its failures (not the global count)."""
-        self._clients.pop(client_key(address), None)
+        self._clients.pop(client_group(address), None)
 
 
 class TokenBucket:

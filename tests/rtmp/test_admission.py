@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from airclass.rtmp.admission import ConnectionSlots, address_group, may_go_live
+from airclass.clients import client_group
+from airclass.rtmp.admission import ConnectionSlots, may_go_live
 
 
 def test_address_groups() -> None:
-    assert address_group("192.0.2.7") == "192.0.2.7"
-    assert address_group("::ffff:192.0.2.7") == "192.0.2.7"
-    assert address_group("2001:db8:1:2:aaaa::1") == "2001:db8:1:2::/64"
-    assert address_group("2001:db8:1:2:ffff:ffff:ffff:ffff") == "2001:db8:1:2::/64"
-    assert address_group("2001:db8:1:3::1") == "2001:db8:1:3::/64"
-    assert address_group("fe80::1%eth0") == "fe80::/64"
-    assert address_group("/run/airclass.sock") == "/run/airclass.sock"
+    assert client_group("192.0.2.7") == "192.0.2.7"
+    assert client_group("::ffff:192.0.2.7") == "192.0.2.7"
+    assert client_group("2001:db8:1:2:aaaa::1") == "2001:db8:1:2::/64"
+    assert client_group("2001:db8:1:2:ffff:ffff:ffff:ffff") == "2001:db8:1:2::/64"
+    assert client_group("2001:db8:1:3::1") == "2001:db8:1:3::/64"
+    assert client_group("fe80::1%eth0") == "fe80::/64"
+    assert client_group("/run/airclass.sock") == "/run/airclass.sock"
 
 
 def test_per_client_cap() -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from airclass.web.ratelimit import GuessLimiter, GuessPolicy, client_key
+from airclass.clients import client_group
+from airclass.web.ratelimit import GuessLimiter, GuessPolicy
 
 
 @pytest.mark.parametrize(
@@ -20,7 +21,7 @@ from airclass.web.ratelimit import GuessLimiter, GuessPolicy, client_key
     ],
 )
 def test_client_key(address: str, key: str) -> None:
-    assert client_key(address) == key
+    assert client_group(address) == key
 
 
 def test_burst_then_one_attempt_per_refill() -> None:
