@@ -13,6 +13,8 @@ time is an argument; memory is bounded by `max_keys`.
 
 from __future__ import annotations
 
+import logging
+import time
 from collections import OrderedDict
 
 MAX_LOGGED_CHARS = 200
@@ -71,6 +73,21 @@ class LogThrottle:
         while len(self._keys) > self.max_keys:
             self._keys.popitem(last=False)
         return skipped
+
+
+class ThrottledWarnings:
+    """WARNING lines about refused requests, at most one per `interval` seconds per kind
+    (whatever the client: a flood from many addresses stays a few lines), each saying how many
+    like it were not written, with peer-supplied values escaped by the caller."""
+
+    def __init__(self, logger: logging.Logger, interval: float = 10.0) -> None:
+        self.logger = logger
+        self._throttle = LogThrottle(interval)
+
+    def warning(self, kind: str, msg: str, *args: object, now: float | None = None) -> None:
+        skipped = self._throttle.allow(kind, time.monotonic() if now is None else now)
+        if skipped is not None:
+            self.logger.warning(msg + "%s", *args, skipped_note(skipped))
 
 
 def skipped_note(skipped: int) -> str:

@@ -57,3 +57,23 @@ def test_throttle_memory_is_bounded() -> None:
 def test_skipped_note() -> None:
     assert skipped_note(0) == ""
     assert skipped_note(3) == " (3 more like this not logged)"
+
+
+def test_throttled_warnings_say_how_many_were_not_written(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    import logging
+
+    from airclass.logtext import ThrottledWarnings
+
+    warnings = ThrottledWarnings(logging.getLogger("test.throttled"), interval=10.0)
+    with caplog.at_level(logging.WARNING, logger="test.throttled"):
+        for i in range(5):
+            warnings.warning("password", "wrong password from %s", f"10.0.0.{i}", now=100.0 + i)
+        warnings.warning("signature", "bad signature from %s", "10.0.0.9", now=101.0)
+        warnings.warning("password", "wrong password from %s", "10.0.0.7", now=110.0)
+    assert [r.getMessage() for r in caplog.records] == [
+        "wrong password from 10.0.0.0",
+        "bad signature from 10.0.0.9",
+        "wrong password from 10.0.0.7 (4 more like this not logged)",
+    ]

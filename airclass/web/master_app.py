@@ -49,6 +49,7 @@ from airclass.cluster.wire import (
     WireError,
 )
 from airclass.config import Config
+from airclass.logtext import ThrottledWarnings, printable
 from airclass.web import metrics, operator
 from airclass.web.http import (
     HttpError,
@@ -63,6 +64,8 @@ from airclass.web.pages import add_page_routes
 from airclass.web.token_api import TOKEN_SERVICE, NodeTarget, TokenService, token_handler
 
 log = logging.getLogger(__name__)
+refusals = ThrottledWarnings(log)
+"""Refused control requests, logged at most once per 10 s per kind."""
 
 MAX_CONTROL_BODY = 64 * 1024
 """Largest register/heartbeat body (a heartbeat lists at most 256 stream paths)."""
@@ -224,8 +227,9 @@ async def _signed_json(request: web.Request) -> tuple[dict[str, Any], str]:
         )
     except SignatureError as exc:
         state.signature_failures[exc.reason] += 1
-        log.warning(
-            "refused %s %s from %s: %s", request.method, request.path, request.remote, exc.reason
+        refusals.warning(
+            "signature", "refused %s %s from %s: %s", printable(request.method),
+            printable(request.path), request.remote, exc.reason,
         )
         raise HttpError(401, f"control request refused: {exc.reason}") from None
     return parse_json_object(body), request_nonce(request.headers)
@@ -297,8 +301,9 @@ async def heartbeat(request: web.Request) -> web.Response:
     if not _registered(state, beat.node_id, beat.registration):
         state.unknown_heartbeats += 1
         if beat.node_id in state.registry:
-            log.warning("heartbeat for node %s from %s does not carry its registration: "
-                        "asking it to register", beat.node_id, request.remote)
+            refusals.warning("registration", "heartbeat for node %s from %s does not carry its "
+                             "registration: asking it to register", beat.node_id,
+                             request.remote)
         else:
             log.info("heartbeat from unknown node %s: asking it to register", beat.node_id)
         return _signed_reply(state, nonce, {"error": "unknown node", "register": True}, 404)
@@ -318,8 +323,8 @@ async def unregister(request: web.Request) -> web.Response:
         removed = state.registry.unregister(leaving.node_id)
         state.offline.discard(leaving.node_id)
     elif leaving.node_id in state.registry:
-        log.warning("unregister for node %s from %s does not carry its registration: ignored",
-                    leaving.node_id, request.remote)
+        refusals.warning("registration", "unregister for node %s from %s does not carry its "
+                         "registration: ignored", leaving.node_id, request.remote)
     return _signed_reply(
         state, nonce, {"ok": True, "node_id": leaving.node_id, "removed": removed}
     )

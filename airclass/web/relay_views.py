@@ -31,10 +31,13 @@ from airclass.cluster.signing import (
     verify,
 )
 from airclass.hls.ring import Segment
+from airclass.logtext import ThrottledWarnings
 from airclass.streams import LiveStream, StreamTable
 from airclass.web.http import HttpError, json_error, json_response, signed_reply
 
 log = logging.getLogger(__name__)
+refusals = ThrottledWarnings(log)
+"""Refused relay requests, logged at most once per 10 s."""
 
 
 class RelayOrigin:
@@ -89,7 +92,8 @@ class RelayOrigin:
             )
         except SignatureError as exc:
             self.refused += 1
-            log.warning("relay request from %s refused: %s", request.remote, exc.reason)
+            refusals.warning("signature", "relay request from %s refused: %s", request.remote,
+                             exc.reason)
             raise HttpError(401, f"relay needs a cluster signature ({exc.reason})") from None
         self.requests += 1
 

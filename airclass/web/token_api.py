@@ -40,6 +40,7 @@ from airclass.cluster.signing import (
     verify_reply,
 )
 from airclass.config import Config
+from airclass.logtext import ThrottledWarnings
 from airclass.media.names import PATH_RE
 from airclass.web.http import (
     HttpError,
@@ -53,6 +54,8 @@ from airclass.web.http import (
 from airclass.web.ratelimit import GuessLimiter, guess_policy
 
 log = logging.getLogger(__name__)
+refusals = ThrottledWarnings(log)
+"""Failed sign-ins, logged at most once per 10 s per kind whatever the number of guessers."""
 
 STUDENT_TTL = 3600.0
 TEACHER_TTL = 12 * 3600.0
@@ -157,7 +160,8 @@ class TokenService:
                 replay=self.replay,
             )
         except SignatureError as exc:
-            log.warning("forwarded sign-in from %s refused: %s", request.remote, exc.reason)
+            refusals.warning("forwarded", "forwarded sign-in from %s refused: %s",
+                             request.remote, exc.reason)
             raise HttpError(401, f"forwarded sign-in refused: {exc.reason}") from None
         return client
 
@@ -168,12 +172,13 @@ class TokenService:
             )
         wait = self.limiter.check(client, now)
         if wait > 0:
-            log.warning("teacher sign-in from %s rate-limited (%.0f s)", client, wait)
+            refusals.warning("teacher limited", "teacher sign-in from %s rate-limited (%.0f s)",
+                             client, wait)
             raise _too_many("too many wrong passwords; try again later", wait)
         given = password if isinstance(password, str) else ""
         if not hmac.compare_digest(given.encode(), self.config.teacher_password.encode()):
             self.limiter.failed(client, now)
-            log.warning("wrong teacher password from %s", client)
+            refusals.warning("teacher password", "wrong teacher password from %s", client)
             raise HttpError(401, "wrong teacher password")
         self.limiter.succeeded(client)
 
@@ -183,12 +188,13 @@ class TokenService:
             return
         wait = self.class_code_limiter.check(client, now)
         if wait > 0:
-            log.warning("class code from %s rate-limited (%.0f s)", client, wait)
+            refusals.warning("class code limited", "class code from %s rate-limited (%.0f s)",
+                             client, wait)
             raise _too_many("too many wrong class codes; try again later", wait)
         given = code if isinstance(code, str) else ""
         if not hmac.compare_digest(given.strip().encode(), expected.encode()):
             self.class_code_limiter.failed(client, now)
-            log.warning("wrong class code from %s", client)
+            refusals.warning("class code", "wrong class code from %s", client)
             raise HttpError(403, "wrong class code")
         self.class_code_limiter.succeeded(client)
 
