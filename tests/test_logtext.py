@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-from airclass.logtext import LogThrottle, printable, skipped_note
+import logging
+
+import pytest
+
+from airclass.logtext import LogThrottle, ThrottledWarnings, printable, skipped_note
 
 
 def test_control_characters_are_escaped() -> None:
@@ -62,10 +66,6 @@ def test_skipped_note() -> None:
 def test_throttled_warnings_say_how_many_were_not_written(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    import logging
-
-    from airclass.logtext import ThrottledWarnings
-
     warnings = ThrottledWarnings(logging.getLogger("test.throttled"), interval=10.0)
     with caplog.at_level(logging.WARNING, logger="test.throttled"):
         for i in range(5):
