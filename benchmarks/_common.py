@@ -205,8 +205,13 @@ class Listed:
 
 
 def listed_segments(text: str) -> list[tuple[str, float]]:
-    """(uri, EXTINF duration) of each full segment; partial segments and tags are skipped."""
-    return [(uri, duration) for _, duration, uri, _ in parse_media_playlist(text).segments]
+    """(uri, EXTINF duration) of each full segment; partial segments and tags are skipped;
+    none while the server answers something else (no stream yet)."""
+    try:
+        playlist = parse_media_playlist(text)
+    except ValueError:
+        return []
+    return [(uri, duration) for _, duration, uri, _ in playlist.segments]
 
 
 POLL_INTERVAL = 0.002
