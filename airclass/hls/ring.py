@@ -102,13 +102,13 @@ class SegmentRing:
     @property
     def next_sequence(self) -> int:
         """The sequence number the next locally made segment gets."""
-        newest = self.newest
+        newest = self.pending or (self._segments[-1] if self._segments else None)
         return newest.sequence + 1 if newest is not None else 0
 
     @property
     def next_discontinuity_sequence(self) -> int:
         """Discontinuity sequence of a next segment that is not itself a discontinuity."""
-        newest = self.newest
+        newest = self.pending or (self._segments[-1] if self._segments else None)
         return newest.discontinuity_sequence if newest is not None else 0
 
     def get(self, sequence: int) -> Segment | None:
@@ -130,14 +130,15 @@ class SegmentRing:
 
     def announce(self, segment: Segment, finish: Callable[[], bytes]) -> list[Segment]:
         """Add the newest segment before its bytes: `finish()` makes them, once, when they are
-        first needed. Returns the segments evicted to make room (by count now; by bytes once
-        the bytes are made)."""
-        evicted = self.complete()
+        first needed. Returns the segments evicted (a gap restarts the window). Nothing is
+        evicted for room until the bytes are made: that is work the listing need not wait for,
+        so meanwhile the ring holds one segment over `max_segments`."""
+        evicted = self.complete() if self.pending is not None else []
         if not self._follows(segment):
             evicted += self.clear()
-        self.pending, self._finish = replace(segment, data=b"", parts=()), finish
-        while self._segments and len(self) > self.max_segments:
-            evicted.append(self._evict())
+        if segment.data or segment.parts:
+            segment = replace(segment, data=b"", parts=())
+        self.pending, self._finish = segment, finish
         return evicted
 
     def complete(self) -> list[Segment]:
@@ -157,7 +158,7 @@ class SegmentRing:
     def _follows(self, segment: Segment) -> bool:
         """Whether `segment` follows the newest one; False when it leaves a gap (the window
         restarts). Raises RingError if it cannot follow at all."""
-        newest = self.newest
+        newest = self.pending or (self._segments[-1] if self._segments else None)
         if newest is None:
             return True
         if segment.sequence <= newest.sequence:
