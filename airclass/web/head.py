@@ -116,7 +116,7 @@ def parse_head(head: bytes) -> Request | None:
     entry = ENTRY.fullmatch(raw_path) if match is None else None
     if match is None and entry is None:
         return None
-    query = parse_query(raw_query)
+    query = parse_query(raw_query) if raw_query else {}
     if query is None:
         return None
     gzip = close = False
