@@ -192,3 +192,62 @@ def test_a_second_publisher_on_another_node_does_not_take_the_class(cluster: Clu
         for proc in publishers:
             if proc.poll() is None:
                 proc.kill()
+
+
+def _signed_post(
+    url: str, path: str, body: dict[str, Any], key: str, source: str = "127.0.0.1"
+) -> tuple[int, Any]:
+    """POST a control request signed with the cluster key, from `source` (another PC)."""
+    import http.client
+    from urllib.parse import urlsplit
+
+    from airclass.cluster.signing import sign
+
+    data = json.dumps(body).encode()
+    headers = sign(key, "POST", path, data, time.time())
+    headers["Content-Type"] = "application/json"
+    parts = urlsplit(url)
+    conn = http.client.HTTPConnection(parts.hostname, parts.port, timeout=5,
+                                      source_address=(source, 0))
+    try:
+        conn.request("POST", path, body=data, headers=headers)
+        reply = conn.getresponse()
+        return reply.status, json.loads(reply.read() or b"null")
+    finally:
+        conn.close()
+
+
+def test_a_node_with_the_cluster_key_cannot_act_for_another(cluster: Cluster) -> None:
+    """A compromised classroom PC holds the cluster key. It cannot heartbeat or unregister for
+    a live slave (it lacks that registration's secret), nor register the slave's id from its
+    own address: the master keeps the real slave's figures and routes."""
+    master = cluster.master("--heartbeat-interval", "1")
+    slave = cluster.slave("--heartbeat-interval", "1", master=master, node_id="slave-1")
+
+    def node() -> dict[str, Any]:
+        nodes = http_json("GET", f"{master.api}/cluster/nodes")[1]["nodes"]
+        return next(n for n in nodes if n["node_id"] == "slave-1")
+
+    wait_for(lambda: node()["status"] == "healthy", 15, what="slave-1 registered")
+    key = cluster.cluster_key
+    forged_stats = {"connections": 149, "max_connections": 150, "streams": ["live/stream"]}
+    status, reply = _signed_post(master.api, "/cluster/stats", {
+        "node_id": "slave-1", "registration": "f" * 32, "stats": forged_stats,
+    }, key, source="127.0.0.2")
+    assert (status, reply) == (404, {"error": "unknown node", "register": True})
+    status, reply = _signed_post(master.api, "/cluster/register", {
+        "node_id": "slave-1", "api_url": "http://127.0.0.2:8000",
+        "hls_url": "http://127.0.0.2:8888", "rtmp_url": "rtmp://127.0.0.2:1935",
+    }, key, source="127.0.0.2")
+    assert status == 409, reply
+    status, reply = _signed_post(master.api, "/cluster/unregister", {
+        "node_id": "slave-1", "registration": "f" * 32,
+    }, key, source="127.0.0.2")
+    assert (status, reply["removed"]) == (200, False)
+    time.sleep(1.5)  # a real heartbeat in between
+    row = node()
+    assert row["hls_url"] == slave.hls and row["current_connections"] == 0, row
+    assert row["streams"] == [] and row["status"] == "healthy", row
+    status, reply = http_json("POST", f"{master.api}/api/token",
+                              {"user_type": "student", "user_id": "kim"})
+    assert status == 200 and reply["hls_url"].startswith(slave.hls), reply

@@ -302,6 +302,27 @@ def test_overlong_urls_and_headers_get_a_sane_4xx(lecture: Lecture) -> None:
     assert "Traceback" not in log and "jwt=aaaa" not in log and "Bearer ccc" not in log
 
 
+def test_heads_a_proxy_could_read_otherwise_are_not_answered_by_the_fast_path(
+    lecture: Lecture,
+) -> None:
+    """A bare LF or CR inside the head, or a second Host: a proxy in front might split such a
+    request differently (request smuggling), so the fast path hands it to aiohttp, whose
+    parser refuses it, instead of serving the segment."""
+    path, _ = lecture.segment_path()
+    port = hls_port(lecture)
+    good = f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".encode()
+    assert raw_request(port, good).status == 200
+    for head in (
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: 1\nX-B: 2\r\nConnection: close",
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: 1\rX-B: 2\r\nConnection: close",
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nHost: evil\r\nConnection: close",
+        f"GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nX-A: \x01\r\nConnection: close",
+    ):
+        reply = raw_request(port, head.encode() + b"\r\n\r\n")
+        assert reply.status == 400, (head, reply.status, reply.body[:100])
+    assert lecture.slave.proc is not None and lecture.slave.proc.poll() is None
+
+
 def test_bad_request_log_lines_are_rate_limited() -> None:
     from aiohttp.http_exceptions import LineTooLong
 
