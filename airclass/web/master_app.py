@@ -26,7 +26,7 @@ import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 from aiohttp import web
@@ -64,6 +64,8 @@ from airclass.web.pages import add_page_routes
 from airclass.web.token_api import TOKEN_SERVICE, NodeTarget, TokenService, token_handler
 
 log = logging.getLogger(__name__)
+
+Message = TypeVar("Message")
 refusals = ThrottledWarnings(log)
 """Refused control requests, logged at most once per 10 s per kind."""
 
@@ -242,18 +244,22 @@ def _signed_reply(
     return signed_reply(json_response(payload, status=status), state.config.cluster_key, nonce)
 
 
-def _bad(state: MasterState, what: str, exc: WireError) -> HttpError:
-    state.bad_requests[what] += 1
-    return HttpError(400, exc.reason)
+async def _signed_message(
+    request: web.Request, parse: Callable[[object], Message], what: str
+) -> tuple[Message, str]:
+    """A signed control request's message, parsed (`wire`), and its nonce; 400 when malformed,
+    counted under `what`."""
+    body, nonce = await _signed_json(request)
+    try:
+        return parse(body), nonce
+    except WireError as exc:
+        request.app[MASTER].bad_requests[what] += 1
+        raise HttpError(400, exc.reason) from None
 
 
 async def register(request: web.Request) -> web.Response:
     state = request.app[MASTER]
-    body, nonce = await _signed_json(request)
-    try:
-        reg = Registration.from_json(body)
-    except WireError as exc:
-        raise _bad(state, "register", exc) from None
+    reg, nonce = await _signed_message(request, Registration.from_json, "register")
     now = state.clock()
     address = request.remote or ""
     existing = state.registry.get(reg.node_id)
@@ -292,11 +298,7 @@ def _registered(state: MasterState, node_id: str, registration: str) -> bool:
 
 async def heartbeat(request: web.Request) -> web.Response:
     state = request.app[MASTER]
-    body, nonce = await _signed_json(request)
-    try:
-        beat = Heartbeat.from_json(body)
-    except WireError as exc:
-        raise _bad(state, "stats", exc) from None
+    beat, nonce = await _signed_message(request, Heartbeat.from_json, "stats")
     now = state.clock()
     if not _registered(state, beat.node_id, beat.registration):
         state.unknown_heartbeats += 1
@@ -313,11 +315,7 @@ async def heartbeat(request: web.Request) -> web.Response:
 
 async def unregister(request: web.Request) -> web.Response:
     state = request.app[MASTER]
-    body, nonce = await _signed_json(request)
-    try:
-        leaving = Unregister.from_json(body)
-    except WireError as exc:
-        raise _bad(state, "unregister", exc) from None
+    leaving, nonce = await _signed_message(request, Unregister.from_json, "unregister")
     removed = False
     if _registered(state, leaving.node_id, leaving.registration):
         removed = state.registry.unregister(leaving.node_id)

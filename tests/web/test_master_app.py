@@ -23,22 +23,11 @@ from airclass.cluster.signing import (
 )
 from airclass.config import Config
 from airclass.web.master_app import MASTER, MasterState, create_master_app
+from tests.web.conftest import Clock
 
-T0 = 1_700_000_000.0
 SECRET = secrets.token_urlsafe(32)
 CLUSTER_KEY = secrets.token_urlsafe(32)
 PASSWORD = "correct horse battery"
-
-
-class Clock:
-    def __init__(self, now: float = T0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class Master:
