@@ -27,7 +27,7 @@ published with `ffmpeg -re -c copy`. Measured, in this order:
    nginx serves files with no check at all. Runs go A-B-B-A to cancel drift on a shared machine;
 4. memory: each server's RSS with the stream live, after the HTTP runs.
 
-Prints each figure for both servers and the ratio AIRClass/nginx with the issue's targets.
+Prints each figure for both servers and the ratio AIRClass/nginx with the project's targets.
 "Latency ≤ nginx's" is decided on the server's own part, from the keyframe that closes each
 segment: what comes before it (the publisher's gap between the segment's last frame and that
 keyframe, 2, 12 or 22 ms as ffmpeg `-re` waits 10 ms at a time) is the publisher's, and it

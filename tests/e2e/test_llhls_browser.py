@@ -7,7 +7,7 @@ second over 60 s of playback after a 5 s settle; the medians are printed. A stal
 event on the video element (but for the player's own seek back to live) or an hls.js
 bufferStalledError while playing.
 
-Bounds (issue #10): LL-HLS median <= 1.5 s with a 1 s keyframe interval, <= 2.5 s with 2 s;
+Bounds: LL-HLS median <= 1.5 s with a 1 s keyframe interval, <= 2.5 s with 2 s;
 plain HLS (--no-low-latency) <= 4 s with 1 s segments; no stalls. A case that fails while the
 machine itself stood still (tests/e2e/machine.py) is measured again, with a new slave and
 publisher.

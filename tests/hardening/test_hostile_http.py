@@ -1,4 +1,4 @@
-"""Hostile HTTP clients against a real slave while a real lecture plays (issue #9, item 3).
+"""Hostile HTTP clients against a real slave while a real lecture plays.
 
 One slave process and one ffmpeg publisher serve the whole module. Every test runs simulated
 viewers (`python -m airclass.loadtest --fail-on-stall`) beside the hostile client, so "the

@@ -1,4 +1,4 @@
-"""Process faults with a real lecture playing (issue #9, item 5): a slave or the master is
+"""Process faults with a real lecture playing: a slave or the master is
 SIGKILLed, a slave's master does not exist, a slave serving relay long polls is SIGTERMed.
 
 Real master and slave processes on loopback, a real ffmpeg publisher and simulated hls.js
