@@ -16,8 +16,18 @@ PURE = [
     "hls/segmenter.py",
     "hls/ring.py",
     "hls/playlist.py",
+    "hls/reader.py",
+    "hls/ahead.py",
     "auth/operator.py",
+    "media/names.py",
+    "cluster/wire.py",
+    "cluster/relay_wire.py",
+    "cluster/registry.py",
+    "cluster/balancer.py",
+    "web/head.py",
     "web/ratelimit.py",
+    "clients.py",
+    "measure.py",
 ]
 FORBIDDEN = {"asyncio", "socket", "av", "time", "aiohttp"}
 
