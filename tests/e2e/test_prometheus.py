@@ -117,7 +117,12 @@ def test_prometheus_scrapes_master_and_discovered_slaves(cluster: Cluster, tmp_p
         )
         assert node[0]["metric"]["node_id"] == "slave-1"
         assert node[0]["metric"]["job"] == "airclass-master"
-        up = {r["metric"]["job"]: r["value"][1] for r in query(prom, "up")}
+        # Each job is scraped on its own schedule: wait until every one has been once.
+        def scraped() -> dict[str, str] | None:
+            jobs = {r["metric"]["job"]: r["value"][1] for r in query(prom, "up")}
+            return jobs if len(jobs) == 3 else None
+
+        up = wait_for(scraped, 30, interval=1, what="a scrape of every job")
         assert up == {"airclass-master": "1", "airclass-slave": "1", "without-token": "0"}
     finally:
         for proc in (prom_proc, reader, publisher):
