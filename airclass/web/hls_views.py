@@ -35,6 +35,7 @@ from airclass.auth.tokens import TokenIssuer
 from airclass.hls.packager import HlsPackager
 from airclass.hls.playlist import Variant, block_decision, render_multivariant_playlist
 from airclass.hls.ring import Part, Segment
+from airclass.logtext import printable
 from airclass.media.names import NAME
 from airclass.streams import LiveStream, StreamTable
 from airclass.web.http import CORS_HEADERS, HttpError, SharedFiles, send_shared
@@ -156,7 +157,7 @@ def entry_body(ctx: HlsContext, path: str, token: str | None) -> bytes:
     wait = ctx.entry_limiter.take(key, now)
     if wait > 0:
         log.info("node %s: entries of %s's token to %s rate-limited", ctx.node_id,
-                 _printable(claims.user_id), path)
+                 printable(claims.user_id), path)
         raise entry_rate_error(wait)
     if sessions.token_full(key, now):
         raise token_cap_error(sessions)
@@ -202,11 +203,6 @@ def token_cap_error(sessions: SessionTable) -> HttpError:
         f"close one and try again in {seconds} s",
         {"Retry-After": str(seconds)},
     )
-
-
-def _printable(text: str) -> str:
-    """`text` with control characters escaped, for a log line."""
-    return text.encode("unicode_escape").decode("ascii") if not text.isprintable() else text
 
 
 def check_session(ctx: HlsContext, sid: str, path: str, now: float) -> None:
